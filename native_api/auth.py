@@ -1,0 +1,43 @@
+"""Bearer authentication for views: verify once, attach ``request.user`` and ``request.credential``."""
+
+from functools import wraps
+
+from native_api import client_ip, ratelimits
+from native_api.errors import ApiError
+from tokens.exceptions import AuthenticationFailed, InactiveUser
+from tokens.verifier import verify_bearer
+
+MAX_CREDENTIAL_LENGTH = 1024
+
+
+def bearer_from_header(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, credential = value.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def bearer_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        bucket = client_ip.rate_key(client_ip.from_request(request))
+        retry_after = ratelimits.hit("auth-failures", bucket, increment=False)
+        if retry_after is not None:
+            raise ApiError(429, "Too many failed authentications from your address.", retry_after=retry_after)
+        raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION"))
+        try:
+            if raw is None or len(raw) > MAX_CREDENTIAL_LENGTH:
+                raise AuthenticationFailed()
+            credential = verify_bearer(raw)
+        except InactiveUser:
+            raise ApiError(403, "This account is disabled.") from None
+        except AuthenticationFailed:
+            ratelimits.hit("auth-failures", bucket)
+            raise ApiError(401, "A valid bearer token is required.") from None
+        request.user = credential.user
+        request.credential = credential
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,50 @@
+"""The JSON error format of API.md: ``{"error": code, "detail": sentence}``."""
+
+from django.http import JsonResponse
+
+CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+DEFAULT_DETAIL = {
+    400: "The request is malformed.",
+    401: "A valid credential is required.",
+    403: "You are not allowed to do this.",
+    404: "Not found.",
+    405: "This method is not allowed here.",
+    413: "The request body is larger than 64 KiB.",
+    429: "Too many requests; retry later.",
+    500: "The server failed to handle this request.",
+    503: "A service this request needs is unavailable; retry later.",
+}
+
+
+class ApiError(Exception):
+    """Raised by views; turned into the JSON error response by ApiErrorMiddleware."""
+
+    def __init__(self, status: int, detail: str | None = None, *, retry_after: int | None = None):
+        super().__init__(detail or DEFAULT_DETAIL[status])
+        self.status = status
+        self.detail = detail or DEFAULT_DETAIL[status]
+        self.retry_after = retry_after
+
+
+def error_response(status: int, detail: str | None = None, *, retry_after: int | None = None) -> JsonResponse:
+    response = JsonResponse(
+        {
+            "error": CODES.get(status, "internal_error" if status >= 500 else "invalid_request"),
+            "detail": detail or DEFAULT_DETAIL.get(status, "Error."),
+        },
+        status=status,
+    )
+    if retry_after is not None:
+        response["Retry-After"] = str(max(1, int(retry_after)))
+    return response

@@ -1,0 +1,58 @@
+"""GET /api/native/health: really probes the database, the cache and the channel layer."""
+
+import asyncio
+import uuid
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import connection
+from django.http import JsonResponse
+
+PROBE_TIMEOUT = 3.0
+
+
+def _probe_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _probe_cache():
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "ok", 10)
+    if cache.get(key) != "ok":
+        raise RuntimeError("cache lost a value")
+    cache.delete(key)
+
+
+async def _probe_channel_layer():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "health.probe"})
+    message = await layer.receive(channel)
+    if message.get("type") != "health.probe":
+        raise RuntimeError("channel layer returned a foreign message")
+
+
+async def _status(probe) -> str:
+    try:
+        await asyncio.wait_for(probe(), PROBE_TIMEOUT)
+    except Exception:
+        return "down"
+    return "ok"
+
+
+async def health(request):
+    if request.method != "GET":
+        return JsonResponse(
+            {"error": "method_not_allowed", "detail": "Use GET."}, status=405, headers={"Allow": "GET"}
+        )
+    database, cache_status, layer = await asyncio.gather(
+        _status(sync_to_async(_probe_database, thread_sensitive=True)),
+        _status(sync_to_async(_probe_cache, thread_sensitive=False)),
+        _status(_probe_channel_layer),
+    )
+    parts = {"database": database, "channel_layer": layer, "cache": cache_status}
+    healthy = all(value == "ok" for value in parts.values())
+    return JsonResponse({"status": "ok" if healthy else "down", **parts}, status=200 if healthy else 503)

@@ -1,0 +1,41 @@
+"""Reading a room's visible messages: REST history pages and websocket backlogs."""
+
+from rooms.models import Message
+from rooms.serializers import loaded_message_dict, with_relations
+from rooms.visibility import message_filter, visible_messages
+
+
+def page(user, room, *, limit: int, before: int | None = None, after: int | None = None):
+    """Up to ``limit`` visible messages in ascending id order, and whether more exist.
+
+    With ``after`` the page starts just after that id (resume, oldest first) and ``has_more``
+    says whether newer ones exist; otherwise it ends before ``before`` (or at the newest) and
+    ``has_more`` says whether older ones exist.
+    """
+    messages = visible_messages(user, room)
+    if before is not None:
+        messages = messages.filter(id__lt=before)
+    window = messages.filter(id__gt=after).order_by("id") if after is not None else messages.order_by("-id")
+    rows = list(with_relations(window)[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if after is None:
+        rows.reverse()
+    return [loaded_message_dict(m) for m in rows], has_more
+
+
+def seq_range(
+    user_id: int,
+    room_id: int,
+    first_seq: int,
+    last_seq: int,
+    *,
+    after_id: int | None = None,
+    limit: int = 500,
+):
+    """Visible messages with ``first_seq <= seq <= last_seq`` (and id > after_id), by seq."""
+    messages = Message.objects.filter(room_id=room_id, seq__gte=first_seq, seq__lte=last_seq)
+    if after_id is not None:
+        messages = messages.filter(id__gt=after_id)
+    window = with_relations(messages.filter(message_filter(user_id)).order_by("seq"))[:limit]
+    return [(m.seq, loaded_message_dict(m)) for m in window]

@@ -1,0 +1,58 @@
+"""The one rule for who may see what.
+
+A user may see a room when they are a member of it. They may see a message of that room when
+it is untargeted, or when they sent it, or when they are one of its targets. Every reader
+(history, last_message_id, the rooms list, posting, subscribe, resume backlog, live delivery)
+goes through the functions below.
+"""
+
+from django.db.models import Exists, Max, OuterRef, Q, Subquery
+
+from rooms.models import Membership, Message, Room
+
+
+class NotAllowed(Exception):
+    """Not a member of the room, or no such room: deliberately the same answer (403)."""
+
+
+def room_for_member(user, slug: str) -> Room:
+    room = None
+    if isinstance(slug, str) and len(slug) <= 64:
+        room = Room.objects.filter(slug=slug, memberships__user=user).first()
+    if room is None:
+        raise NotAllowed(slug)
+    return room
+
+
+def is_member(user_id: int, room_id: int) -> bool:
+    return Membership.objects.filter(user_id=user_id, room_id=room_id).exists()
+
+
+def message_filter(user_id: int) -> Q:
+    """The queryset filter version of ``may_see_event``."""
+    targeted_at_user = Message.targets.through.objects.filter(message_id=OuterRef("pk"), user_id=user_id)
+    return Q(is_targeted=False) | Q(sender_id=user_id) | Q(Exists(targeted_at_user))
+
+
+def visible_messages(user, room: Room):
+    return Message.objects.filter(room=room).filter(message_filter(user.pk))
+
+
+def may_see_event(user_id: int, sender_id: int, target_user_ids: list[int]) -> bool:
+    """Live delivery: the same rule, decided from the data carried in the fan-out event."""
+    return not target_user_ids or user_id == sender_id or user_id in target_user_ids
+
+
+def last_visible_id(user, room: Room) -> int | None:
+    return visible_messages(user, room).aggregate(last=Max("id"))["last"]
+
+
+def rooms_with_last_visible_id(user):
+    """The rooms ``user`` belongs to, each annotated with ``last_message_id`` they may see."""
+    last_visible = (
+        Message.objects.filter(room=OuterRef("pk"))
+        .filter(message_filter(user.pk))
+        .order_by("-id")
+        .values("id")[:1]
+    )
+    return Room.objects.filter(memberships__user=user).annotate(last_message_id=Subquery(last_visible))

@@ -1,0 +1,208 @@
+"""Shared fixtures.
+
+The cast (who may see what):
+- alice and bob are both members of room "general"; alice alone is in "alice-only".
+- mallory is a user with a valid key and token but belongs to no room: everything room-related
+  must refuse her, and nothing targeted at others may ever reach her.
+Keys are real ssh-keygen keys: alice ed25519, bob ecdsa (P-256), mallory rsa 2048.
+"""
+
+import os
+
+import pytest
+from django.core.cache import cache
+
+from tests.server import start_server
+from tests.ssh_helpers import make_key, public_key_line
+
+ON_POSTGRES = (os.environ.get("DATABASE_URL") or "").startswith(("postgres://", "postgresql://"))
+ON_REDIS = bool(os.environ.get("REDIS_URL"))
+
+
+def pytest_sessionstart(session):
+    """With DATABASE_URL / REDIS_URL set, an unreachable service fails the run (never a skip)."""
+    if ON_REDIS:
+        import redis
+
+        try:
+            redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            pytest.exit(f"REDIS_URL is set but Redis is unreachable: {exc}", returncode=3)
+    if ON_POSTGRES:
+        import psycopg
+
+        try:
+            psycopg.connect(
+                os.environ["DATABASE_URL"].replace("/" + _db_name(), "/postgres"), connect_timeout=3
+            ).close()
+        except psycopg.Error as exc:
+            pytest.exit(f"DATABASE_URL is set but PostgreSQL is unreachable: {exc}", returncode=3)
+
+
+def _db_name() -> str:
+    return os.environ["DATABASE_URL"].rsplit("/", 1)[-1].split("?")[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests for a backend that this run does not use are deselected (they run in the other
+    configuration of .ci/run), so that a skip never hides a check that should have run."""
+    keep, drop = [], []
+    for item in items:
+        if (item.get_closest_marker("postgres") and not ON_POSTGRES) or (
+            item.get_closest_marker("redis") and not ON_REDIS
+        ):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite tests use a file (not :memory:) so that a server process can open the same database."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+def clear_shared_cache():
+    """Forget rate-limit counters and the deny-list version between tests (Redis: our prefix only)."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(f"{settings.REDIS_PREFIX}:cache*", count=1000):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings):
+    """Each test starts with empty counters, a cold deny-list and no rate limits (tests about
+    limits switch on the ones they exercise)."""
+    from tokens.denylist import denylist
+
+    clear_shared_cache()
+    denylist.forget()
+    for name in (
+        "NATIVE_RATE_CHALLENGE",
+        "NATIVE_RATE_TOKEN_IP",
+        "NATIVE_RATE_TOKEN_KEY",
+        "NATIVE_RATE_AUTH_FAILURES",
+        "NATIVE_RATE_WS_TICKET",
+        "NATIVE_RATE_WS_CONNECT",
+    ):
+        setattr(settings, name, None)
+    yield
+    denylist.forget()
+
+
+# --- keys and users ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def keys(key_dir):
+    """Real private keys on disk, by person."""
+    return {
+        "alice": make_key(key_dir, "ed25519", comment="alice@laptop"),
+        "bob": make_key(key_dir, "ecdsa256", comment="bob@phone"),
+        "mallory": make_key(key_dir, "rsa2048", comment="mallory@box"),
+    }
+
+
+def _user_with_key(django_user_model, name, key_path):
+    from tokens.login import register_key
+    from tokens.ssh_signatures import parse_public_key
+
+    user = django_user_model.objects.create_user(username=name)
+    register_key(user, parse_public_key(public_key_line(key_path)), name=f"{name}'s key")
+    return user
+
+
+@pytest.fixture
+def alice(db, django_user_model, keys):
+    return _user_with_key(django_user_model, "alice", keys["alice"])
+
+
+@pytest.fixture
+def bob(db, django_user_model, keys):
+    return _user_with_key(django_user_model, "bob", keys["bob"])
+
+
+@pytest.fixture
+def mallory(db, django_user_model, keys):
+    return _user_with_key(django_user_model, "mallory", keys["mallory"])
+
+
+@pytest.fixture
+def general(alice, bob):
+    from rooms.membership import create_room
+
+    return create_room("general", "General", members=[alice, bob])
+
+
+@pytest.fixture
+def alice_only(alice):
+    from rooms.membership import create_room
+
+    return create_room("alice-only", "Alice only", members=[alice])
+
+
+def bearer(user, **kwargs) -> str:
+    """A fresh raw native token for ``user`` (skips the SSH dance for tests not about login)."""
+    from tokens.login import issue_token
+
+    return issue_token(user, **kwargs).raw
+
+
+def auth_header(raw: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+# --- real server processes --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory):
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def live_server_process(django_db_setup, django_db_blocker, server_logs):
+    """One daphne process shared by the end-to-end tests that need no special settings."""
+    proc = start_server(server_logs, name="shared")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def server(live_server_process, transactional_db):
+    """The shared daphne server, with the test's data committed so the server can see it."""
+    return live_server_process
+
+
+@pytest.fixture
+def server_factory(django_db_setup, server_logs, transactional_db):
+    """Start extra servers with their own settings (env); all are stopped after the test."""
+    started = []
+
+    def start(env=None, **kwargs):
+        proc = start_server(server_logs, env=env, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,111 @@
+"""Start real server processes (daphne, or uvicorn) on a free loopback port for end-to-end tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_tests() -> str:
+    """A DATABASE_URL pointing at the test database pytest-django created."""
+    from django.db import connection
+
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{conf['NAME']}"
+    user = conf.get("USER") or ""
+    password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{conf.get('HOST') or '127.0.0.1'}:{conf.get('PORT') or 5432}/{conf['NAME']}"
+
+
+# Quiet, fast defaults for a test server; a test passes overrides for what it exercises.
+QUIET_ENV = {
+    "DEBUG": "true",
+    "NATIVE_PURGE_INTERVAL": "0",
+    "NATIVE_RATE_CHALLENGE": "0",
+    "NATIVE_RATE_TOKEN_IP": "0",
+    "NATIVE_RATE_TOKEN_KEY": "0",
+    "NATIVE_RATE_AUTH_FAILURES": "0",
+    "NATIVE_RATE_WS_TICKET": "0",
+    "NATIVE_RATE_WS_CONNECT": "0",
+}
+
+
+@dataclass
+class ServerProcess:
+    port: int
+    log_path: Path
+    process: subprocess.Popen
+    env: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/ws/native"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=None) -> None:
+        if self.process.poll() is None:
+            if sig is None:
+                self.process.terminate()
+            else:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(log_dir: Path, *, env: dict | None = None, server: str = "daphne", name: str = "server"):
+    port = free_port()
+    log_path = log_dir / f"{name}-{port}.log"
+    full_env = {**os.environ, **QUIET_ENV, "DATABASE_URL": database_url_for_tests(), **(env or {})}
+    full_env.pop("DJANGO_SETTINGS_MODULE", None)
+    full_env["PYTHONUNBUFFERED"] = "1"
+    if server == "daphne":
+        cmd = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    else:
+        cmd = [
+            str(VENV_BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "config.asgi:application",
+        ]
+    log_file = open(log_path, "w")  # noqa: SIM115 - the process writes to it until stop()
+    process = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    proc = ServerProcess(port, log_path, process, full_env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{proc.log()}")
+        try:
+            if httpx.get(f"{proc.url}/api/native/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"server did not become healthy:\n{proc.log()}")

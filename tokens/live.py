@@ -1,0 +1,39 @@
+"""Pushes credential events to live websockets in every process, through the channel layer.
+
+Groups: ``cred.<id>`` holds the sockets opened with one credential, ``user.<id>`` all of one
+user's sockets. Sends happen after commit; a channel layer that is down is logged, not raised,
+because the revocation itself is already durable (new requests are refused by the verifier).
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+CLOSE_EVENT = "credential.revoked"
+
+
+def credential_group(credential_id: str) -> str:
+    return f"cred.{credential_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def close_sockets_after_commit(*groups: str) -> None:
+    transaction.on_commit(lambda: send_to_groups(groups, {"type": CLOSE_EVENT}))
+
+
+def send_to_groups(groups, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, event)
+        except Exception:
+            logger.exception("could not notify group %s", group)

@@ -1,0 +1,127 @@
+"""Credentials: SSH keys, native bearer tokens, login nonces, websocket tickets, the deny-list.
+
+No secret is stored: nonces, tickets and tokens are kept as SHA-256 digests (they carry 256
+bits of randomness, so a plain hash cannot be brute-forced) and looked up by digest.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from tokens.managers import LoginNonceQuerySet, NativeTokenQuerySet, WsTicketQuerySet
+
+
+class SshKey(models.Model):
+    """An OpenSSH public key a user logs in with."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100, blank=True)
+    key_type = models.CharField(max_length=40)
+    public_key = models.TextField(help_text="Canonical 'TYPE BASE64' line, without comment.")
+    fingerprint = models.CharField(max_length=60, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "SSH key"
+        ordering = ["user_id", "created_at"]
+
+    def __str__(self):
+        return f"{self.name or self.key_type} {self.fingerprint}"
+
+
+class NativeToken(models.Model):
+    """A bearer token handed to a native client after SSH-key login."""
+
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="native_tokens")
+    ssh_key = models.ForeignKey(SshKey, null=True, blank=True, on_delete=models.SET_NULL)
+    device_name = models.CharField(max_length=100, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+    created_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    revoked_reason = models.CharField(max_length=200, blank=True)
+
+    objects = NativeTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "revoked_at", "expires_at"])]
+
+    def __str__(self):
+        return f"{self.public_id} ({self.user_id})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.expires_at > timezone.now() else "expired"
+
+
+class LoginNonce(models.Model):
+    """A challenge handed out by GET challenge; single-use, short-lived."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LoginNonceQuerySet.as_manager()
+
+    def __str__(self):
+        return f"nonce {self.pk}"
+
+
+class WsTicket(models.Model):
+    """A single-use, 30-second credential for opening one websocket."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The credential that minted it: exactly one of these is set.
+    native_token = models.ForeignKey(NativeToken, null=True, blank=True, on_delete=models.CASCADE)
+    service_jti = models.CharField(max_length=64, blank=True, db_index=True)
+    # A service token has no row to look at, so the ticket remembers when it ends.
+    credential_expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WsTicketQuerySet.as_manager()
+
+    def __str__(self):
+        return f"ticket {self.pk} ({self.user_id})"
+
+
+class RevokedToken(models.Model):
+    """The deny-list: a credential id (service-token jti or native token id) that must not work."""
+
+    jti = models.CharField(max_length=64, unique=True, verbose_name="token id / jti")
+    expires_at = models.DateTimeField(
+        db_index=True, help_text="When the revoked token would have expired anyway."
+    )
+    revoked_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=200, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-revoked_at"]
+
+    def __str__(self):
+        return self.jti

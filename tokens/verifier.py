@@ -1,0 +1,119 @@
+"""The one verifier. Every path that accepts a credential (REST, ws-ticket, websocket) calls
+``verify_bearer`` or ``consume_ticket``; expiry, revocation, the deny-list and the checksum
+are checked here and nowhere else.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.utils import timezone
+
+from tokens import crypto, service_tokens
+from tokens.denylist import denylist
+from tokens.exceptions import (
+    ExpiredCredential,
+    InactiveUser,
+    MalformedCredential,
+    RevokedCredential,
+    UnknownCredential,
+)
+from tokens.models import NativeToken, WsTicket
+
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who is calling, and with which revocable credential."""
+
+    kind: str  # "native" or "service"
+    id: str  # the native token's public id, or the service token's jti
+    user: object
+    expires_at: datetime
+    native_token: NativeToken | None = None
+
+    @property
+    def group(self) -> str:
+        """The channel-layer group of sockets opened with this credential."""
+        return f"cred.{self.id}"
+
+
+def verify_bearer(raw: str) -> Credential:
+    """A native (``nat_``) or service (``nst_``) token → Credential, or AuthenticationFailed."""
+    if not isinstance(raw, str):
+        raise MalformedCredential()
+    if service_tokens.looks_like_service_token(raw):
+        return _verify_service_token(raw)
+    if not crypto.is_well_formed(raw, crypto.NATIVE_TOKEN_PREFIX):
+        raise MalformedCredential()
+    token = NativeToken.objects.select_related("user").filter(digest=crypto.digest(raw)).first()
+    if token is None:
+        raise UnknownCredential()
+    return _check_native(token)
+
+
+def consume_ticket(raw: str) -> Credential:
+    """Burn a websocket ticket and return the credential that minted it, re-verified."""
+    if not crypto.is_well_formed(raw, crypto.TICKET_PREFIX):
+        raise MalformedCredential()
+    ticket = WsTicket.objects.claim(crypto.digest(raw))
+    if ticket is None:
+        raise UnknownCredential()
+    if ticket.native_token is not None:
+        token = ticket.native_token
+        token.user = ticket.user
+        return _check_native(token)
+    return _check_service_jti(ticket.service_jti, ticket.user, ticket.credential_expires_at)
+
+
+def _check_native(token: NativeToken) -> Credential:
+    now = timezone.now()
+    if token.expires_at <= now:
+        raise ExpiredCredential()
+    if token.revoked_at is not None:
+        raise RevokedCredential()
+    _check_user(token.user)
+    _touch(token, now)
+    return Credential("native", token.public_id, token.user, token.expires_at, token)
+
+
+def _verify_service_token(raw: str) -> Credential:
+    claims = service_tokens.read(raw)
+    user = get_user_model().objects.filter(pk=claims.user_id).first()
+    if user is None:
+        raise UnknownCredential()
+    return _check_service_jti(claims.jti, user, claims.expires_at)
+
+
+def _check_service_jti(jti: str, user, expires_at: datetime) -> Credential:
+    if expires_at <= timezone.now():
+        raise ExpiredCredential()
+    if denylist.contains(jti):
+        raise RevokedCredential()
+    _check_user(user)
+    return Credential("service", jti, user, expires_at)
+
+
+def _check_user(user) -> None:
+    if not user.is_active:
+        raise InactiveUser()
+
+
+def _touch(token: NativeToken, now: datetime) -> None:
+    """Record use at most once a minute per token, so authentication stays read-mostly."""
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return
+    stale = Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    NativeToken.objects.filter(pk=token.pk).filter(stale).update(last_used_at=now)
+    token.last_used_at = now
+
+
+def still_valid(credential: Credential) -> bool:
+    """Re-check a credential already verified (closes the race with a revocation in between)."""
+    if credential.expires_at <= timezone.now():
+        return False
+    if credential.native_token is not None:
+        return NativeToken.objects.live().filter(pk=credential.native_token.pk).exists()
+    return not denylist.contains(credential.id)
