@@ -1,0 +1,163 @@
+"""Bearer authentication and token management: me, logout, tokens list / revoke one / revoke all."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.conftest import auth_header, bearer
+from tokens.models import NativeToken
+
+pytestmark = pytest.mark.django_db
+
+
+def test_me_describes_the_user_and_the_current_token(client, alice):
+    raw = bearer(alice, device_name="laptop", user_agent="native/1.0", client_ip="203.0.113.9")
+    response = client.get("/api/native/me", **auth_header(raw))
+    assert response.status_code == 200
+    data = response.json()
+    assert data["user"] == {"id": alice.pk, "username": "alice"}
+    token = data["token"]
+    assert token["device_name"] == "laptop" and token["user_agent"] == "native/1.0"
+    assert token["created_ip"] == "203.0.113.9" and token["current"] is True
+    assert set(token) == {
+        "id",
+        "device_name",
+        "user_agent",
+        "created_ip",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "current",
+    }
+
+
+def test_a_service_token_works_where_a_native_token_does(client, alice):
+    from tokens.service_tokens import mint
+
+    raw, claims = mint(alice, name="bot")
+    response = client.get("/api/native/me", **auth_header(raw))
+    assert response.status_code == 200 and response.json()["token"]["id"] == claims.jti
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer nat_",
+        "Bearer nat_" + "A" * 49,
+        "Bearer nst_eyJhbGciOiJub25lIn0",
+        "Bearer " + "nat_" + "é" * 49,
+    ],
+)
+def test_missing_or_malformed_credentials_get_401(client, alice, header):
+    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+    response = client.get("/api/native/me", **extra)
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized", "detail": "A valid bearer token is required."}
+
+
+def test_a_tampered_or_truncated_token_gets_401(client, alice):
+    raw = bearer(alice)
+    for bad in [raw[:-1], raw + "x", raw[:-2] + raw[-1] + raw[-2], "nat_" + raw[5:] + raw[4]]:
+        assert client.get("/api/native/me", **auth_header(bad)).status_code == 401
+
+
+def test_an_expired_token_gets_401(client, alice):
+    raw = bearer(alice)
+    NativeToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.get("/api/native/me", **auth_header(raw)).status_code == 401
+
+
+def test_a_disabled_users_token_gets_403(client, alice):
+    raw = bearer(alice)
+    alice.is_active = False
+    alice.save()
+    assert client.get("/api/native/me", **auth_header(raw)).status_code == 403
+
+
+def test_last_used_is_written_at_most_once_a_minute(client, alice, django_assert_num_queries):
+    raw = bearer(alice)
+    client.get("/api/native/me", **auth_header(raw))
+    first = NativeToken.objects.get().last_used_at
+    assert first is not None
+    with django_assert_num_queries(1):  # the lookup only: no write within the minute
+        client.get("/api/native/me", **auth_header(raw))
+    assert NativeToken.objects.get().last_used_at == first
+    NativeToken.objects.update(last_used_at=timezone.now() - timedelta(seconds=61))
+    client.get("/api/native/me", **auth_header(raw))
+    assert NativeToken.objects.get().last_used_at > first
+
+
+def test_logout_revokes_the_presented_token_at_once(client, alice):
+    raw, other = bearer(alice), bearer(alice)
+    assert client.delete("/api/native/logout", **auth_header(raw)).status_code == 204
+    assert client.get("/api/native/me", **auth_header(raw)).status_code == 401
+    assert client.get("/api/native/me", **auth_header(other)).status_code == 200
+    token = NativeToken.objects.get(revoked_at__isnull=False)
+    assert token.revoked_reason == "logout" and token.revoked_by == alice
+
+
+def test_logout_kills_the_tokens_unused_tickets(client, alice):
+    raw = bearer(alice)
+    client.post("/api/native/ws-ticket", **auth_header(raw))
+    client.delete("/api/native/logout", **auth_header(raw))
+    from tokens.models import WsTicket
+
+    assert not WsTicket.objects.filter(used_at=None).exists()
+
+
+def test_the_token_list_shows_only_the_callers_live_tokens_newest_first(client, alice, bob):
+    old = bearer(alice, device_name="old")
+    NativeToken.objects.filter(device_name="old").update(created_at=timezone.now() - timedelta(days=1))
+    current = bearer(alice, device_name="current")
+    bearer(alice, device_name="expired")
+    NativeToken.objects.filter(device_name="expired").update(expires_at=timezone.now())
+    bearer(bob, device_name="bobs")
+    response = client.get("/api/native/tokens", **auth_header(current))
+    listed = response.json()["tokens"]
+    assert [t["device_name"] for t in listed] == ["current", "old"]
+    assert [t["current"] for t in listed] == [True, False]
+    assert old not in response.content.decode()
+
+
+def test_a_user_revokes_one_of_their_other_tokens(client, alice):
+    raw, other = bearer(alice), bearer(alice, device_name="phone")
+    other_id = NativeToken.objects.get(device_name="phone").public_id
+    assert client.delete(f"/api/native/tokens/{other_id}", **auth_header(raw)).status_code == 204
+    assert client.get("/api/native/me", **auth_header(other)).status_code == 401
+    assert client.delete(f"/api/native/tokens/{other_id}", **auth_header(raw)).status_code == 404
+
+
+def test_a_user_cannot_revoke_another_users_token(client, alice, bob):
+    raw = bearer(alice)
+    bobs = bearer(bob)
+    bob_id = NativeToken.objects.get(user=bob).public_id
+    response = client.delete(f"/api/native/tokens/{bob_id}", **auth_header(raw))
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    assert client.get("/api/native/me", **auth_header(bobs)).status_code == 200
+
+
+def test_log_out_everywhere_revokes_every_token_of_the_caller_only(client, alice, bob):
+    raws = [bearer(alice) for _ in range(3)]
+    bobs = bearer(bob)
+    assert client.delete("/api/native/tokens", **auth_header(raws[0])).status_code == 204
+    assert all(client.get("/api/native/me", **auth_header(r)).status_code == 401 for r in raws)
+    assert client.get("/api/native/me", **auth_header(bobs)).status_code == 200
+
+
+def test_ws_ticket_post_gives_201_and_get_gives_200(client, alice):
+    raw = bearer(alice)
+    posted = client.post("/api/native/ws-ticket", **auth_header(raw))
+    got = client.get("/api/native/ws-ticket", **auth_header(raw))
+    assert (posted.status_code, got.status_code) == (201, 200)
+    data = posted.json()
+    assert data["ticket"].startswith("wst_") and data["expires_in"] == 30
+    assert data["url"] == f"/api/ws/native?ticket={data['ticket']}"
+    assert posted["Cache-Control"] == "no-store"
+
+
+def test_ws_ticket_needs_a_credential(client, db):
+    assert client.post("/api/native/ws-ticket").status_code == 401

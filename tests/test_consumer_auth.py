@@ -1,0 +1,181 @@
+"""Websocket authentication: every credential path of API.md, and every refusal code."""
+
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from tests.comm import closed_with, hello, open_socket
+from tests.conftest import bearer
+from tokens.crypto import digest
+from tokens.models import NativeToken, WsTicket
+from tokens.revocation import revoke_native_tokens
+from tokens.tickets import mint_ticket
+from tokens.verifier import verify_bearer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def token_and_ticket(user):
+    raw = bearer(user)
+    return raw, mint_ticket(verify_bearer(raw))
+
+
+@database_sync_to_async
+def revoke(raw):
+    revoke_native_tokens(NativeToken.objects.filter(digest=digest(raw)))
+
+
+async def test_a_ticket_opens_a_socket_and_says_hello(alice):
+    _, ticket = await token_and_ticket(alice)
+    communicator, frame = await hello(f"ticket={ticket}")
+    assert frame["user"] == {"id": alice.pk, "username": "alice"}
+    assert isinstance(frame["connection_id"], str) and frame["connection_id"]
+    await communicator.disconnect()
+
+
+async def test_it_rejects_a_replayed_ticket(alice):
+    _, ticket = await token_and_ticket(alice)
+    first, _ = await hello(f"ticket={ticket}")
+    second = await open_socket(f"ticket={ticket}")
+    assert await closed_with(second) == (4401, "unauthorized")
+    await first.disconnect()
+
+
+async def test_it_rejects_an_expired_ticket(alice):
+    _, ticket = await token_and_ticket(alice)
+    await database_sync_to_async(WsTicket.objects.update)(expires_at=timezone.now() - timedelta(seconds=1))
+    communicator = await open_socket(f"ticket={ticket}")
+    assert await closed_with(communicator) == (4401, "unauthorized")
+
+
+async def test_it_rejects_the_ticket_of_a_revoked_token(alice):
+    raw, ticket = await token_and_ticket(alice)
+    await revoke(raw)
+    communicator = await open_socket(f"ticket={ticket}")
+    assert await closed_with(communicator) == (4401, "unauthorized")
+
+
+async def test_a_ticket_minted_before_its_token_was_revoked_stays_dead_even_if_not_burned(alice):
+    raw, ticket = await token_and_ticket(alice)
+    # Revoke the token without burning tickets (as if a mint raced the logout).
+    await database_sync_to_async(NativeToken.objects.update)(revoked_at=timezone.now())
+    communicator = await open_socket(f"ticket={ticket}")
+    assert await closed_with(communicator) == (4401, "unauthorized")
+
+
+async def test_garbage_and_tampered_tickets_are_refused(alice):
+    _, ticket = await token_and_ticket(alice)
+    tampered = ticket[:-1] + ("A" if ticket[-1] != "A" else "B")
+    for bad in ["wst_nope", tampered, "x" * 2000, "wst_é"]:
+        communicator = await open_socket(f"ticket={bad}")
+        assert await closed_with(communicator) == (4401, "unauthorized")
+
+
+async def test_an_authorization_header_bearer_token_is_accepted(alice):
+    raw = await database_sync_to_async(bearer)(alice)
+    communicator, frame = await hello(headers=[(b"authorization", f"Bearer {raw}".encode())])
+    assert frame["user"]["username"] == "alice"
+    await communicator.disconnect()
+
+
+async def test_a_query_token_is_accepted_while_the_setting_allows_it(alice, settings):
+    raw = await database_sync_to_async(bearer)(alice)
+    communicator, _ = await hello(f"token={raw}")
+    await communicator.disconnect()
+
+
+async def test_a_query_token_is_ignored_when_the_setting_forbids_it(alice, settings):
+    settings.NATIVE_WS_ALLOW_QUERY_TOKEN = False
+    settings.NATIVE_WS_AUTH_TIMEOUT = 0.3
+    raw = await database_sync_to_async(bearer)(alice)
+    communicator = await open_socket(f"token={raw}")
+    assert await closed_with(communicator) == (4408, "auth_timeout")
+
+
+async def test_a_ticket_takes_precedence_over_a_bad_bearer_header(alice):
+    _, ticket = await token_and_ticket(alice)
+    communicator, _ = await hello(f"ticket={ticket}", headers=[(b"authorization", b"Bearer nat_garbage")])
+    await communicator.disconnect()
+
+
+async def test_a_first_auth_frame_with_a_ticket_authenticates(alice):
+    _, ticket = await token_and_ticket(alice)
+    communicator = await open_socket()
+    await communicator.send_json_to({"type": "auth", "ticket": ticket})
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["type"] == "hello"
+    await communicator.disconnect()
+
+
+async def test_a_first_auth_frame_with_a_token_authenticates(alice):
+    raw = await database_sync_to_async(bearer)(alice)
+    communicator = await open_socket()
+    await communicator.send_json_to({"type": "auth", "token": raw})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
+    await communicator.disconnect()
+
+
+async def test_no_credential_within_the_timeout_closes_4408(settings, db):
+    settings.NATIVE_WS_AUTH_TIMEOUT = 0.2
+    communicator = await open_socket()
+    assert await closed_with(communicator) == (4408, "auth_timeout")
+
+
+async def test_a_first_frame_that_is_not_auth_closes_4401(db):
+    communicator = await open_socket()
+    await communicator.send_json_to({"type": "subscribe", "room": "general"})
+    assert await closed_with(communicator) == (4401, "unauthorized")
+
+
+async def test_an_inactive_user_is_refused_with_4403(alice):
+    raw, ticket = await token_and_ticket(alice)
+    alice.is_active = False
+    await database_sync_to_async(alice.save)()
+    communicator = await open_socket(f"ticket={ticket}")
+    assert await closed_with(communicator) == (4403, "inactive")
+
+
+async def test_a_browser_from_a_foreign_origin_is_refused_with_4403(alice):
+    _, ticket = await token_and_ticket(alice)
+    communicator = await open_socket(f"ticket={ticket}", headers=[(b"origin", b"https://evil.example")])
+    assert await closed_with(communicator) == (4403, "origin")
+    # The ticket was not spent on the refused attempt.
+    communicator, _ = await hello(f"ticket={ticket}")
+    await communicator.disconnect()
+
+
+async def test_a_browser_from_an_allowed_host_gets_in(alice):
+    _, ticket = await token_and_ticket(alice)
+    communicator, _ = await hello(f"ticket={ticket}", headers=[(b"origin", b"http://localhost:8000")])
+    await communicator.disconnect()
+
+
+async def test_the_socket_closes_4401_when_its_token_expires(alice):
+    raw = await database_sync_to_async(bearer)(alice)
+    await database_sync_to_async(NativeToken.objects.update)(
+        expires_at=timezone.now() + timedelta(seconds=0.5)
+    )
+    communicator, _ = await hello(headers=[(b"authorization", f"Bearer {raw}".encode())])
+    assert await closed_with(communicator, timeout=3) == (4401, "expired")
+
+
+async def test_revoking_the_token_closes_its_live_socket_with_4401(alice):
+    raw, ticket = await token_and_ticket(alice)
+    communicator, _ = await hello(f"ticket={ticket}")
+    await revoke(raw)
+    assert await closed_with(communicator, timeout=2) == (4401, "revoked")
+
+
+async def test_revoking_one_token_leaves_the_users_other_sockets_open(alice):
+    raw_a, ticket_a = await token_and_ticket(alice)
+    _, ticket_b = await token_and_ticket(alice)
+    first, _ = await hello(f"ticket={ticket_a}")
+    second, _ = await hello(f"ticket={ticket_b}")
+    await revoke(raw_a)
+    assert await closed_with(first, timeout=2) == (4401, "revoked")
+    await second.send_json_to({"type": "ping", "ref": "still-there"})
+    assert await second.receive_json_from(timeout=2) == {"type": "pong", "ref": "still-there"}
+    await second.disconnect()

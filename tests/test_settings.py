@@ -1,0 +1,135 @@
+"""Settings come from the environment and fail loudly on bad values."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config import env
+from tests.server import ROOT
+
+STRONG_KEY = "k" * 20 + "0123456789abcdefghijABCDEFGHIJ-_"
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    def set_(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return set_
+
+
+def test_booleans_accept_the_usual_spellings_and_nothing_else(environ):
+    environ(A="yes", B="Off", C="ture")
+    assert env.env_bool("A", False) is True and env.env_bool("B", True) is False
+    assert env.env_bool("UNSET_VAR", True) is True
+    with pytest.raises(ImproperlyConfigured, match="C must be true or false"):
+        env.env_bool("C", False)
+
+
+def test_integers_are_checked_for_shape_and_range(environ):
+    environ(N="30d", M="-5", K="42")
+    with pytest.raises(ImproperlyConfigured, match="N must be an integer"):
+        env.env_int("N", 1)
+    with pytest.raises(ImproperlyConfigured, match="M must be >= 0"):
+        env.env_int("M", 1)
+    assert env.env_int("K", 1) == 42
+
+
+def test_rates_parse_and_zero_turns_a_limit_off(environ):
+    environ(R1="20/m", R2="0", R3="5/10s", R4="lots")
+    assert env.env_rate("R1", "1/s") == "20/m" and env.env_rate("R2", "1/s") is None
+    assert env.parse_rate("5/10s") == (5, 10)
+    with pytest.raises(ImproperlyConfigured, match="R4 must look like 20/m"):
+        env.env_rate("R4", "1/s")
+
+
+def test_trusted_proxies_must_be_cidrs(environ):
+    environ(P="10.0.0.0/8, 2001:db8::/32", Q="10.0.0.0/8,not-a-net")
+    assert [str(n) for n in env.env_networks("P")] == ["10.0.0.0/8", "2001:db8::/32"]
+    with pytest.raises(ImproperlyConfigured, match="'not-a-net' is not an IP network"):
+        env.env_networks("Q")
+
+
+def boot(**overrides) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh interpreter with exactly this environment."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NATIVE_", "DATABASE_URL", "REDIS_URL"))
+    }
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
+    for name in ("DEBUG", "SECRET_KEY"):
+        if name not in overrides:
+            clean.pop(name, None)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True)
+
+
+def test_with_no_environment_it_runs_embedded_on_sqlite():
+    result = boot()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.sqlite3"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"DEBUG": "false"}, "SECRET_KEY must be set"),
+        ({"DEBUG": "false", "SECRET_KEY": "short"}, "SECRET_KEY is too weak"),
+        ({"DEBUG": "false", "SECRET_KEY": "django-insecure-" + "x" * 60}, "SECRET_KEY is too weak"),
+        ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
+        ({"NATIVE_TOKEN_TTL": "30 days"}, "NATIVE_TOKEN_TTL must be an integer"),
+        ({"NATIVE_RATE_CHALLENGE": "twenty"}, "NATIVE_RATE_CHALLENGE must look like"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with"),
+        ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a usable database URL"),
+    ],
+)
+def test_bad_values_stop_the_process_with_a_message_naming_the_setting(overrides, message):
+    result = boot(**overrides)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_database_url_and_redis_url_switch_to_postgresql_and_redis():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['CONN_HEALTH_CHECKS'],"
+        " s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'])"
+    )
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/whatever",
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "True",
+        "channels_redis.core.RedisChannelLayer",
+        "django.core.cache.backends.redis.RedisCache",
+    ]
+
+
+def test_the_production_configuration_passes_check_deploy():
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NATIVE_")},
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": STRONG_KEY,
+        "ALLOWED_HOSTS": "chat.example.com",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/whatever",
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
