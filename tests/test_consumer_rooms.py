@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 
 from rooms.membership import add_member, remove_member
 from rooms.posting import post_message
-from tests.comm import closed_with, frames_until, hello, open_socket
+from tests.comm import closed_with, frames_until, hello
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -63,7 +63,10 @@ def boot(**overrides) -> subprocess.CompletedProcess:
     for name in ("DEBUG", "SECRET_KEY"):
         if name not in overrides:
             clean.pop(name, None)
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    code = (
+        "import django; django.setup(); from django.conf import settings;"
+        "print(settings.DATABASES['default']['ENGINE'])"
+    )
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True)
 
 
