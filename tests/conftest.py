@@ -59,6 +59,22 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stray_connections(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end sessions that server processes or worker
+    threads left open, so PostgreSQL lets pytest-django drop it."""
+    yield
+    if not ON_POSTGRES:
+        return
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
     """SQLite tests use a file (not :memory:) so that a server process can open the same database."""
@@ -188,13 +204,29 @@ def live_server_process(django_db_setup, django_db_blocker, server_logs):
 
 
 @pytest.fixture
-def server(live_server_process, transactional_db):
+def server(request, live_server_process, transactional_db):
     """The shared daphne server, with the test's data committed so the server can see it."""
-    return live_server_process
+    yield live_server_process
+    _print_logs_on_failure(request, [live_server_process])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.failed_call = report.failed
+    return report
+
+
+def _print_logs_on_failure(request, servers):
+    if getattr(request.node, "failed_call", False):
+        for proc in servers:
+            print(f"\n--- server log {proc.log_path.name} (last 60 lines) ---")
+            print("\n".join(proc.log().splitlines()[-60:]))
 
 
 @pytest.fixture
-def server_factory(django_db_setup, server_logs, transactional_db):
+def server_factory(request, django_db_setup, server_logs, transactional_db):
     """Start extra servers with their own settings (env); all are stopped after the test."""
     started = []
 
@@ -206,3 +238,4 @@ def server_factory(django_db_setup, server_logs, transactional_db):
     yield start
     for proc in started:
         proc.stop()
+    _print_logs_on_failure(request, started)
