@@ -1,9 +1,11 @@
 from django.urls import path
 
+from native_api import openapi
 from native_api.views import health, rooms, session
 
 urlpatterns = [
     path("health", health.health, name="health"),
+    path("openapi.json", openapi.openapi_json, name="openapi"),
     path("challenge", session.challenge, name="challenge"),
     path("token", session.token, name="token"),
     path("me", session.me, name="me"),
