@@ -223,8 +223,8 @@ PATHS = {
     "/api/native/logout": {
         "delete": _authenticated(
             {
-                "summary": "Revoke the presented native token and close its sockets.",
-                "responses": {"204": {"description": "Logged out."}, "400": _error("A service token.")},
+                "summary": "Revoke the presented token (native or service) and close its sockets.",
+                "responses": {"204": {"description": "Logged out."}},
             }
         )
     },

@@ -161,3 +161,14 @@ def test_ws_ticket_post_gives_201_and_get_gives_200(client, alice):
 
 def test_ws_ticket_needs_a_credential(client, db):
     assert client.post("/api/native/ws-ticket").status_code == 401
+
+
+def test_logout_with_a_service_token_deny_lists_it(client, alice, django_capture_on_commit_callbacks):
+    from tokens.models import RevokedToken
+    from tokens.service_tokens import mint
+
+    raw, claims = mint(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete("/api/native/logout", **auth_header(raw)).status_code == 204
+    assert RevokedToken.objects.get().jti == claims.jti
+    assert client.get("/api/native/me", **auth_header(raw)).status_code == 401

@@ -52,6 +52,14 @@ def on_deny_listed(jti: str) -> None:
     close_sockets_after_commit(credential_group(jti))
 
 
+def revoke_credential(credential, *, by=None, reason: str = "") -> None:
+    """Revoke the credential a request or socket authenticated with (logout)."""
+    if credential.native_token is not None:
+        revoke_native_tokens(NativeToken.objects.filter(pk=credential.native_token.pk), by=by, reason=reason)
+    else:
+        revoke_jti(credential.id, expires_at=credential.expires_at, by=by, reason=reason)
+
+
 def revoke_by_id(token_id: str, *, expires_at: datetime | None = None, by=None, reason: str = "") -> str:
     """``manage.py revoke_token``: a native token id, or else a service-token jti.
 
