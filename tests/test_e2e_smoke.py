@@ -30,3 +30,29 @@ async def test_a_user_logs_in_and_chats_through_a_real_server(server, keys, gene
     assert frame["type"] == "message"
     assert frame["message"]["body"] == "hi bob" and frame["message"]["id"] == posted.json()["id"]
     await bob_ws.close()
+
+
+@pytest.mark.parametrize("server_kind", ["daphne", "uvicorn"])
+async def test_close_codes_and_reasons_reach_real_clients_under_each_server(
+    server_factory, keys, alice, server_kind
+):
+    """Default server options: the app itself enforces 64 KiB frames and sends its reason words."""
+    proc = server_factory(env={"NATIVE_WS_AUTH_TIMEOUT": "0.5"}, server=server_kind, name=server_kind)
+    token = login(proc.url, keys["alice"])["token"]
+    one_ticket = ticket(proc.url, token)
+
+    first = await ws.connect(f"{proc.ws_url}?ticket={one_ticket}")
+    assert (await ws.recv_json(first))["type"] == "hello"
+    await first.send("x" * 70_000)
+    assert await ws.close_code(first) == (1009, "too_big")
+
+    replay = await ws.connect(f"{proc.ws_url}?ticket={one_ticket}")
+    assert await ws.close_code(replay) == (4401, "unauthorized")
+
+    silent = await ws.connect(proc.ws_url)
+    assert await ws.close_code(silent) == (4408, "auth_timeout")
+
+    browser = await ws.connect(
+        f"{proc.ws_url}?ticket={ticket(proc.url, token)}", origin="https://evil.example"
+    )
+    assert await ws.close_code(browser) == (4403, "origin")
