@@ -1,19 +1,32 @@
-"""The rate limits of API.md, on django-ratelimit's counters in the Django cache.
+"""The rate limits and state caps of API.md, on django-ratelimit's counters in the Django cache.
 
-The cache is Redis in production, so every process shares the counters (django-ratelimit uses
-``cache.add`` then the atomic ``INCR``). Views and the websocket consumer both call ``hit`` (the
-consumer through ``sync_to_async``), so there is one implementation of every limit.
+The cache is Redis in production, so every process shares the counters (django-ratelimit does
+``cache.add`` then the atomic ``INCR``). Views call ``enforce``; the websocket consumer calls
+``ws_connect_refused`` through ``sync_to_async``: one implementation of every limit.
 
 When the cache cannot be reached, login limits fail closed (CacheUnavailable → 503): an outage
-must not open SSH-key login to unlimited guessing. The other limits fail open, because they
-guard already-authenticated work and the verifier does not depend on the cache.
+must not open SSH-key login and nonce minting to unlimited floods. The other limits fail open,
+because they guard already-authenticated work and the verifier does not depend on the cache.
+After a failure the cache is left alone for CACHE_RETRY_AFTER seconds, so that a hung Redis
+costs one socket timeout per process, not one per request.
 """
 
+import contextlib
+import logging
+import math
+import time
+from datetime import datetime
+
 from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Min
+from django.utils import timezone
 from django_ratelimit.core import get_usage
 
 from config.env import parse_rate
 from native_api.errors import ApiError
+
+logger = logging.getLogger("native_api.ratelimits")
 
 SETTINGS = {
     "challenge": "NATIVE_RATE_CHALLENGE",
@@ -24,35 +37,84 @@ SETTINGS = {
     "ws-connect": "NATIVE_RATE_WS_CONNECT",
 }
 FAIL_CLOSED = {"challenge", "token-ip", "token-key"}
+# Limits that count failures and then lock the bucket: the count reaching the limit blocks.
+LOCKOUTS = {"auth-failures"}
+CACHE_RETRY_AFTER = 3.0
+NONCE_SLOTS = 6  # the pending-nonce window is cut into this many cache counters
+LOGIN_UNAVAILABLE = "Login is temporarily unavailable (the rate-limit store is unreachable); retry later."
+
+_cache_down_until = 0.0
 
 
 class CacheUnavailable(Exception):
     """The counters cannot be read, and this limit fails closed."""
 
 
+def _cache_failed(what: str, exc: Exception | None) -> None:
+    global _cache_down_until
+    _cache_down_until = time.monotonic() + CACHE_RETRY_AFTER
+    logger.warning("rate-limit cache unavailable (%s): %s", what, type(exc).__name__ if exc else "no count")
+
+
+def _login_unavailable() -> ApiError:
+    return ApiError(503, LOGIN_UNAVAILABLE, retry_after=math.ceil(CACHE_RETRY_AFTER))
+
+
+def _cache_is_down() -> bool:
+    return time.monotonic() < _cache_down_until
+
+
+def reset_cache_state() -> None:
+    """Forget a past cache failure (tests, and nothing else, need this)."""
+    global _cache_down_until
+    _cache_down_until = 0.0
+
+
+def _usage(name: str, bucket: str, rate: str, increment: bool) -> dict | None:
+    """django-ratelimit's usage dict; None when the limit fails open; raises CacheUnavailable."""
+    if not _cache_is_down():
+        try:
+            usage = get_usage(
+                None,
+                group=f"native:{name}",
+                key=lambda group, request: bucket,
+                # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
+                rate=parse_rate(rate),
+                increment=increment,
+            )
+        except Exception as exc:  # any cache client error: redis raises several kinds
+            _cache_failed(name, exc)
+        else:
+            if usage is None or usage["limit"] != 0:  # None: RATELIMIT_ENABLE is off
+                return usage
+            _cache_failed(name, None)  # limit 0 is django-ratelimit's "the cache failed"
+    if name in FAIL_CLOSED:
+        raise CacheUnavailable(name)
+    return None
+
+
 def hit(name: str, bucket: str, *, increment: bool = True) -> int | None:
     """Count one event (or only look, with increment=False); seconds to wait when over, else None.
 
-    Looking reports "over" once the limit is reached, so that with a limit of 20 failures the
-    21st request is refused, whatever credential it carries.
+    A lockout limit (failed auth) blocks once the count reaches the limit: with a limit of 20
+    failures the 21st request is refused, whatever credential it carries. A counting limit
+    refuses the event that goes over.
     """
     rate = getattr(settings, SETTINGS[name])
     if rate is None:
         return None
-    try:
-        usage = get_usage(
-            None, group=f"native:{name}", key=lambda group, request: bucket, rate=rate, increment=increment
-        )
-        if usage is not None and usage["limit"] == 0:  # django-ratelimit's "the cache failed"
-            raise CacheUnavailable(name)
-    except Exception:
-        if name in FAIL_CLOSED:
-            raise CacheUnavailable(name) from None
-        return None
+    usage = _usage(name, bucket, rate, increment)
     if usage is None:
         return None
-    over = usage["count"] >= usage["limit"] if not increment else usage["count"] > usage["limit"]
-    return max(1, usage["time_left"]) if over else None
+    count, limit = usage["count"], usage["limit"]
+    blocking_count = limit if name in LOCKOUTS else limit + 1
+    if increment and count == blocking_count:
+        logger.warning("rate limit %s reached by %s", name, bucket)
+    if count < blocking_count:
+        return None
+    # The window ends when int(time.time()) passes django-ratelimit's window mark; time_left
+    # is that mark minus the current whole second, so one more second rounds the wait up.
+    return max(1, usage["time_left"] + 1)
 
 
 def enforce(name: str, bucket: str) -> None:
@@ -60,11 +122,17 @@ def enforce(name: str, bucket: str) -> None:
     try:
         retry_after = hit(name, bucket)
     except CacheUnavailable:
-        raise ApiError(
-            503, "Login is temporarily unavailable (rate-limit store unreachable); retry later."
-        ) from None
+        raise _login_unavailable() from None
     if retry_after is not None:
         raise ApiError(429, f"Too many requests; retry in {retry_after} s.", retry_after=retry_after)
+
+
+def ws_connect_refused(bucket: str) -> bool:
+    """Count a websocket connect from ``bucket``; True when it must close with 4429 (too many
+    connects, or an address locked out by failed authentication)."""
+    if hit("ws-connect", bucket) is not None:
+        return True
+    return hit("auth-failures", bucket, increment=False) is not None
 
 
 def frame_rate() -> tuple[float, int]:
@@ -74,3 +142,73 @@ def frame_rate() -> tuple[float, int]:
         return 0.0, 0
     count, seconds = parse_rate(rate)
     return count / seconds, settings.NATIVE_WS_FRAME_BURST
+
+
+# --- caps on stored state ---------------------------------------------------------------------
+
+
+def admit_nonce() -> None:
+    """Count one challenge against NATIVE_MAX_PENDING_NONCES, or raise the contract's 503.
+
+    A nonce can only be pending if it was issued within the last NATIVE_CHALLENGE_TTL seconds,
+    so the number issued in that window, kept in a few time-slot counters in the shared cache,
+    is an upper bound on the pending ones: one INCR and one MGET per challenge, never a COUNT
+    over the nonce table. Used nonces are not subtracted; the bound errs on the safe side.
+    """
+    ttl = settings.NATIVE_CHALLENGE_TTL
+    width = max(1, math.ceil(ttl / NONCE_SLOTS))
+    now = int(time.time())
+    current = now // width
+    # Slots overlapping (now - ttl, now]: every nonce issued there may still be pending.
+    keys = [f"native:pending-nonces:{slot}" for slot in range((now - ttl) // width, current + 1)]
+    if _cache_is_down():
+        raise _login_unavailable()
+    try:
+        count = _incr(keys[-1], timeout=ttl + 2 * width)
+        earlier = cache.get_many(keys[:-1])
+    except Exception as exc:
+        _cache_failed("pending-nonces", exc)
+        raise _login_unavailable() from None
+    if count + sum(earlier.values()) > settings.NATIVE_MAX_PENDING_NONCES:
+        # A refused challenge left no nonce behind; if this fails the slot overstates by one.
+        with contextlib.suppress(Exception):
+            cache.decr(keys[-1])
+        logger.warning("pending-nonce cap reached: challenges refused")
+        raise ApiError(
+            503, "Too many logins are in progress; retry shortly.", retry_after=width - now % width
+        )
+
+
+def _incr(key: str, *, timeout: int) -> int:
+    if cache.add(key, 1, timeout):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout)
+        return 1
+
+
+def enforce_ticket_cap(user) -> None:
+    """Refuse (429) a ticket beyond NATIVE_MAX_PENDING_TICKETS_PER_USER unused, unexpired ones.
+
+    One COUNT over the user's tickets (indexed by user); the ws-ticket rate limit usually keeps
+    the number far lower, and this holds when that limit is off or set high.
+    """
+    from tokens.models import WsTicket
+
+    now = timezone.now()
+    pending = WsTicket.objects.filter(user=user, used_at=None, expires_at__gt=now).aggregate(
+        count=Count("pk"), first_expiry=Min("expires_at")
+    )
+    if pending["count"] >= settings.NATIVE_MAX_PENDING_TICKETS_PER_USER:
+        retry_after = _seconds_until(pending["first_expiry"], now)
+        raise ApiError(
+            429,
+            f"Too many unused websocket tickets; use one or retry in {retry_after} s.",
+            retry_after=retry_after,
+        )
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
