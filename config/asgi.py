@@ -13,6 +13,10 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from config import daphne_compat  # noqa: E402
 from native_api.routing import websocket_application  # noqa: E402
+from tokens.purge_loop import with_purge_loop  # noqa: E402
 
 daphne_compat.install()
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
+# with_purge_loop: the first request a real server hands us starts this process's purge thread.
+application = with_purge_loop(
+    ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
+)
