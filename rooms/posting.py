@@ -5,6 +5,7 @@ after commit, one channel-layer send to the room group. Holding the room lock fr
 assignment to commit is what makes ids grow in commit order within a room.
 """
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 4000
 MAX_CLIENT_ID = 64
 MAX_TARGETS = 100
+FAN_OUT_TIMEOUT = 2.0  # seconds
 
 
 class InvalidMessage(ValueError):
@@ -88,7 +90,8 @@ def post_message(user, slug: str, body, client_id=None, target_user_ids=None) ->
 def fan_out(group: str, event: dict) -> None:
     """One send per message; each consumer applies the visibility rule to the event itself."""
     try:
-        async_to_sync(get_channel_layer().group_send)(group, event)
+        # Bounded: the message is committed, so a hung Redis must not hold back the ack.
+        async_to_sync(asyncio.wait_for)(get_channel_layer().group_send(group, event), FAN_OUT_TIMEOUT)
     except Exception:
         # Persisted already: subscribers that miss the event fill the gap from the database
         # (seq tells them), and resuming clients read history.

@@ -5,6 +5,7 @@ user's sockets. Sends happen after commit; a channel layer that is down is logge
 because the revocation itself is already durable (new requests are refused by the verifier).
 """
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -14,6 +15,7 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 CLOSE_EVENT = "credential.revoked"
+SEND_TIMEOUT = 2.0  # seconds, per group
 
 
 def credential_group(credential_id: str) -> str:
@@ -34,6 +36,7 @@ def send_to_groups(groups, event: dict) -> None:
         return
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, event)
+            # Bounded: the change is committed already; a hung Redis must not hold the request.
+            async_to_sync(asyncio.wait_for)(layer.group_send(group, event), SEND_TIMEOUT)
         except Exception:
             logger.exception("could not notify group %s", group)
