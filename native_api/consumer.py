@@ -14,15 +14,19 @@ import time
 from collections import deque
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from native_api import client_ip, ratelimits, ws_credentials
+from native_api.errors import UNAVAILABLE_ERRORS
 from native_api.frame_limiter import FrameLimiter
 from native_api.ratelimits import frame_rate
+from native_api.requests import UNSTORABLE_TEXT, has_unstorable_text
 from native_api.room_stream import RoomStream
 from rooms.history import seq_range
 from rooms.models import Message, Room
@@ -30,7 +34,7 @@ from rooms.posting import InvalidMessage, post_message, room_group
 from rooms.serializers import user_dict
 from rooms.visibility import NotAllowed, may_see_event, message_filter, room_for_member
 from tokens.crypto import public_id
-from tokens.exceptions import AuthenticationFailed, CredentialCheckUnavailable, InactiveUser
+from tokens.exceptions import AuthenticationFailed, InactiveUser
 from tokens.live import credential_group, user_group
 from tokens.verifier import consume_ticket, still_valid, verify_bearer
 
@@ -89,6 +93,18 @@ def _load_backlog(user_id: int, room_id: int, after: int | None):
 
 
 class NativeConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope, receive, send):
+        # channels_redis raises out of the consumer's receive loop (or a group_add) when Redis
+        # is gone; unhandled, that is a traceback per socket and a bare 1011. Close with the
+        # contract's "unavailable" instead: clients reconnect, and the log says why, once.
+        try:
+            await super().__call__(scope, receive, send)
+        except RedisError as exc:
+            logger.warning("websocket closed: the channel layer is unavailable (%s)", type(exc).__name__)
+            if not getattr(self, "closed", False):  # unset if it failed before connect()
+                self.closed = True
+                await self.close(code=Close.UNAVAILABLE, reason="unavailable")
+
     async def connect(self):
         self.user = None
         self.credential = None
@@ -98,11 +114,12 @@ class NativeConsumer(AsyncWebsocketConsumer):
         self.timers: list[asyncio.TimerHandle] = []
         self.bad_frames: deque[float] = deque()
         rate, burst = frame_rate()
-        self.limiter = FrameLimiter(rate, burst, close_after=burst) if rate else None
+        self.limiter = FrameLimiter(rate, burst) if rate else None
         self.closed = False
         await self.accept()
-        ip_bucket = client_ip.rate_key(client_ip.from_scope(self.scope))
-        if await sync_to_async(ratelimits.hit)("ws-connect", ip_bucket) is not None:
+        self.ip_bucket = client_ip.rate_key(client_ip.from_scope(self.scope))
+        # thread_sensitive=False: a slow cache must not hold up the thread that runs ORM work.
+        if await sync_to_async(ratelimits.ws_connect_refused, thread_sensitive=False)(self.ip_bucket):
             return await self.close_with(Close.RATE_LIMITED, "rate_limited")
         found = ws_credentials.from_scope(self.scope)
         if found is not None:
@@ -121,8 +138,9 @@ class NativeConsumer(AsyncWebsocketConsumer):
         except InactiveUser:
             return await self.close_with(Close.FORBIDDEN, "inactive")
         except AuthenticationFailed:
+            await sync_to_async(ratelimits.hit, thread_sensitive=False)("auth-failures", self.ip_bucket)
             return await self.close_with(Close.UNAUTHORIZED, "unauthorized")
-        except (DatabaseError, CredentialCheckUnavailable):
+        except UNAVAILABLE_ERRORS:
             logger.warning("websocket auth failed: a dependency is unavailable")
             return await self.close_with(Close.UNAVAILABLE, "unavailable")
         self.credential, self.user = credential, credential.user
@@ -131,6 +149,15 @@ class NativeConsumer(AsyncWebsocketConsumer):
         await self.send_json(
             {"type": "hello", "user": user_dict(self.user), "connection_id": self.connection_id}
         )
+
+    async def dispatch(self, message):
+        # Channels hops to a thread to close stale database connections before every event,
+        # which is one hop per delivered message on the fan-out path. Every ORM call in this
+        # consumer goes through database_sync_to_async, which closes stale connections itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code):
         self.closed = True
@@ -170,7 +197,7 @@ class NativeConsumer(AsyncWebsocketConsumer):
             await self.send_error(exc.code, exc.detail, ref, **exc.extra)
             if exc.code == "invalid_request":
                 await self.count_bad_frame()
-        except (DatabaseError, CredentialCheckUnavailable):
+        except UNAVAILABLE_ERRORS:
             logger.warning("websocket frame failed: a dependency is unavailable")
             await self.send_error("unavailable", "A service is unavailable; retry later.", ref)
 
@@ -187,6 +214,8 @@ class NativeConsumer(AsyncWebsocketConsumer):
         if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF):
             frame.pop("ref")
             raise FrameError(f"ref must be a string of at most {MAX_REF} characters.")
+        if has_unstorable_text(frame):
+            raise FrameError(UNSTORABLE_TEXT)
         return frame
 
     async def first_frame(self, frame):
@@ -215,8 +244,12 @@ class NativeConsumer(AsyncWebsocketConsumer):
         head, backlog, last_visible = await database_sync_to_async(_load_backlog)(
             self.user.pk, room.pk, after
         )
-        for message in backlog:
+        for count, message in enumerate(backlog, 1):
             await self.send_json({"type": "message", "message": message})
+            if count % 100 == 0:
+                # Let the server flush to the socket: under daphne a long backlog would otherwise
+                # pile up unsent and look like a slow consumer (config/daphne_compat.py).
+                await asyncio.sleep(0)
         stream = self.streams.get(room.pk)
         if stream is None or stream.next_seq <= head:
             self.streams[room.pk] = RoomStream(room.pk, room.slug, next_seq=head + 1)

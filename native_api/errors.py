@@ -1,6 +1,13 @@
 """The JSON error format of API.md: ``{"error": code, "detail": sentence}``."""
 
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+
+from tokens.exceptions import CredentialCheckUnavailable
+
+# Errors that mean "a dependency is down, retry later" (503 / error frame "unavailable"). Other
+# database errors (an IntegrityError, say) are bugs and must not tell clients to retry.
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, CredentialCheckUnavailable)
 
 CODES = {
     400: "invalid_request",

@@ -3,11 +3,9 @@
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import DatabaseError
 from django.http import Http404
 
-from native_api.errors import ApiError, error_response
-from tokens.exceptions import CredentialCheckUnavailable
+from native_api.errors import UNAVAILABLE_ERRORS, ApiError, error_response
 
 logger = logging.getLogger("native_api")
 
@@ -27,10 +25,11 @@ class ApiErrorMiddleware:
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
             "application/json"
         ):
-            allow = response.get("Allow")
-            response = error_response(response.status_code)
-            if allow:
-                response["Allow"] = allow
+            original, response = response, error_response(response.status_code)
+            # Headers inner middleware already set (X-Frame-Options) must survive the swap.
+            for header in ("Allow", "X-Frame-Options"):
+                if header in original:
+                    response[header] = original[header]
         return response
 
     def process_exception(self, request, exception):
@@ -44,7 +43,7 @@ class ApiErrorMiddleware:
             return error_response(404)
         if isinstance(exception, PermissionDenied):
             return error_response(403)
-        if isinstance(exception, DatabaseError | CredentialCheckUnavailable) or _is_cache_error(exception):
+        if isinstance(exception, UNAVAILABLE_ERRORS) or _is_cache_error(exception):
             logger.error("dependency unavailable on %s: %s", request.path, type(exception).__name__)
             return error_response(503)
         logger.exception("unhandled error on %s", request.path)

@@ -106,3 +106,16 @@ def test_api_responses_carry_the_security_headers(client):
 def test_pages_outside_the_api_keep_djangos_own_errors(client):
     response = client.get("/not-api/")
     assert response.status_code == 404 and not response["Content-Type"].startswith("application/json")
+
+
+def test_a_constraint_violation_is_a_500_not_a_retry_later_503(alice, monkeypatch):
+    from django.db import IntegrityError
+
+    from native_api.views import rooms
+
+    def violates(user):
+        raise IntegrityError("duplicate key")
+
+    monkeypatch.setattr(rooms, "rooms_with_last_visible_id", violates)
+    response = Client(raise_request_exception=False).get("/api/native/rooms", **auth_header(bearer(alice)))
+    assert response.status_code == 500 and response.json()["error"] == "internal_error"
