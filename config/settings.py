@@ -90,6 +90,17 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
     # A pooled connection that died with the server is replaced before use, not after a 500.
     _database["CONN_HEALTH_CHECKS"] = True
     _database.setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+    if env_bool("DB_POOL", True):
+        # Under ASGI each request runs its sync code in a new thread, so a per-thread persistent
+        # connection (CONN_MAX_AGE) is never reused: every request connected anew and the old
+        # connections piled up until max_connections (503s under load). A pool shares them
+        # (CONN_HEALTH_CHECKS above makes the pool check a connection before handing it out).
+        _database["CONN_MAX_AGE"] = 0
+        _database["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": env_int("DB_POOL_SIZE", 10, minimum=1),
+            "timeout": env_int("DB_CONNECT_TIMEOUT", 5),
+        }
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the websocket threads and HTTP requests share one file.
     _database.setdefault("OPTIONS", {}).update(
@@ -114,7 +125,13 @@ if REDIS_URL:
             "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
             # capacity: events queued per socket before the layer drops them; a subscriber
             # that falls behind recovers dropped room messages through seq gap-filling.
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:layer", "capacity": 1000},
+            # Timeouts: a Redis that hangs (frozen, partitioned) must fail calls, not block them
+            # forever; reads wait longer than channels_redis's 5-second BRPOP (resilience.md).
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
+                "prefix": f"{REDIS_PREFIX}:layer",
+                "capacity": 1000,
+            },
         }
     }
     CACHES = {
@@ -129,7 +146,13 @@ else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Room for the rate-limit counters of many clients (the default 300 would evict them).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 10000},
+        }
+    }
 
 # --- Security -------------------------------------------------------------------------------
 # Behind a TLS-terminating proxy, set SECURE_PROXY_SSL_HEADER=true so Django trusts
@@ -179,6 +202,10 @@ NATIVE_WS_AUTH_TIMEOUT = env_float("NATIVE_WS_AUTH_TIMEOUT", 5.0, minimum=0.1)
 NATIVE_WS_MAX_ROOMS = env_int("NATIVE_WS_MAX_ROOMS", 100, minimum=1)
 NATIVE_WS_MAX_BAD_FRAMES = env_int("NATIVE_WS_MAX_BAD_FRAMES", 10, minimum=1)
 NATIVE_WS_SEND_QUEUE = env_int("NATIVE_WS_SEND_QUEUE", 1000, minimum=10)
+# A socket whose client stops reading: bytes allowed to wait for it, and for how long, before it is
+# closed 4429 slow_consumer (16x the bytes closes it at once). See config/daphne_compat.py.
+NATIVE_WS_SEND_BUFFER = env_int("NATIVE_WS_SEND_BUFFER", 1024 * 1024, minimum=64 * 1024)
+NATIVE_WS_SEND_GRACE = env_float("NATIVE_WS_SEND_GRACE", 5.0, minimum=0.0)
 NATIVE_TRUSTED_PROXIES = env_networks("NATIVE_TRUSTED_PROXIES")
 NATIVE_IP_RETENTION_DAYS = env_int("NATIVE_IP_RETENTION_DAYS", 30)
 NATIVE_PURGE_INTERVAL = env_int("NATIVE_PURGE_INTERVAL", 3600)

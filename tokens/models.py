@@ -103,6 +103,10 @@ class WsTicket(models.Model):
 
     objects = WsTicketQuerySet.as_manager()
 
+    class Meta:
+        # The per-user cap on pending tickets counts these at every mint.
+        indexes = [models.Index(fields=["user", "used_at", "expires_at"])]
+
     def __str__(self):
         return f"ticket {self.pk} ({self.user_id})"
 
