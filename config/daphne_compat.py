@@ -1,4 +1,4 @@
-"""Two fixes for daphne, installed only when daphne is the server.
+"""Fixes for daphne, installed only when daphne is the server.
 
 1. daphne drops the ASGI close ``reason`` and, through autobahn, refuses every close code
    outside 1000 and 3000-4999, so the contract's 1009 (frame too big) would raise instead of
@@ -6,21 +6,65 @@
    still refusing codes that RFC 6455 forbids on the wire.
 2. daphne's access log prints the raw request URI, query string included; a client that puts
    a credential in a query string must not find it in the log.
+3. twisted parses every POST form body (urlencoded or multipart) before daphne sees it, and
+   answers a malformed multipart body with a bare 400 of its own, outside the JSON error
+   format. The app never reads form fields, so that parsing is turned off.
+4. daphne gives the app no backpressure: ``websocket.send`` returns at once and twisted keeps
+   whatever the kernel will not take, in memory, without limit. A client that stops reading
+   would make the server hold every message of its rooms. Before each frame we look at what
+   twisted still holds for the socket: more than NATIVE_WS_SEND_BUFFER bytes for longer than
+   NATIVE_WS_SEND_GRACE seconds (a burst such as a resume backlog may drain meanwhile), or 16
+   times that at any moment, and the socket is closed 4429 ``slow_consumer``; autobahn drops
+   it a second later if the client does not answer the close, freeing the buffer.
 
-uvicorn needs neither: it passes code and reason through and logs no query strings we accept.
+uvicorn needs none of this: it passes code and reason through, logs no query strings we accept,
+and its ``websocket.send`` waits while the client is not reading.
 """
 
+import logging
 import sys
+import time
+
+from django.conf import settings
 
 from native_api.redaction import redact
 
+logger = logging.getLogger(__name__)
+
 _SENDABLE = set(range(1000, 1004)) | set(range(1007, 1015)) | set(range(3000, 5000))
+_HARD_LIMIT_FACTOR = 16
+
+
+def _unsent_bytes(transport) -> int:
+    """Bytes twisted holds for this socket that the kernel has not taken yet (0 if unknown)."""
+    # Under TLS the protocol writes to a wrapper; the buffer that grows is the TCP one below.
+    while transport is not None and not hasattr(transport, "dataBuffer"):
+        transport = getattr(transport, "transport", None)
+    if transport is None:
+        return 0
+    return len(transport.dataBuffer) - transport.offset + getattr(transport, "_tempDataLen", 0)
+
+
+def _is_slow_consumer(protocol) -> bool:
+    limit = settings.NATIVE_WS_SEND_BUFFER
+    unsent = _unsent_bytes(protocol.transport)
+    if unsent <= limit:
+        protocol._native_backlogged_since = None
+        return False
+    now = time.monotonic()
+    since = getattr(protocol, "_native_backlogged_since", None) or now
+    protocol._native_backlogged_since = since
+    if unsent > _HARD_LIMIT_FACTOR * limit or now - since >= settings.NATIVE_WS_SEND_GRACE:
+        logger.warning("websocket %s closed: slow consumer, %d bytes unsent", protocol.client_addr, unsent)
+        return True
+    return False
 
 
 def install() -> None:
     if "daphne.server" not in sys.modules:
         return
     from daphne.access import AccessLogGenerator
+    from daphne.http_protocol import WebRequest
     from daphne.ws_protocol import WebSocketProtocol
 
     if getattr(WebSocketProtocol, "_native_compat", False):
@@ -28,6 +72,12 @@ def install() -> None:
     original_handle_reply = WebSocketProtocol.handle_reply
 
     def handle_reply(self, message):
+        if message.get("type") == "websocket.send" and self.state != self.STATE_CONNECTING:
+            if self.state != self.STATE_OPEN:
+                return  # closing: the client will not get it (and autobahn would raise)
+            if _is_slow_consumer(self):
+                self.sendCloseFrame(code=4429, reasonUtf8=b"slow_consumer", isReply=False)
+                return
         if message.get("type") == "websocket.close" and self.state != self.STATE_CONNECTING:
             code = message.get("code") or 1000
             if code not in _SENDABLE:
@@ -44,6 +94,13 @@ def install() -> None:
             details = {**details, "path": redact(details["path"])}
         return original_access_call(self, protocol, action, details)
 
+    original_request_init = WebRequest.__init__
+
+    def request_init(self, *args, **kwargs):
+        original_request_init(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+    WebRequest.__init__ = request_init
     WebSocketProtocol.handle_reply = handle_reply
     WebSocketProtocol._native_compat = True
     AccessLogGenerator.__call__ = access_call

@@ -6,6 +6,7 @@ validating real responses against it.
 """
 
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 
@@ -21,7 +22,9 @@ def _error(description: str) -> dict:
     return _json(_ref("Error"), description)
 
 
-_ID = {"type": "integer", "minimum": 1}
+_MAX_ID = 2**63 - 1  # ids are 64-bit; larger numbers are refused with 400
+_ID = {"type": "integer", "minimum": 1, "maximum": _MAX_ID}
+_CURSOR = {"type": "integer", "minimum": 0, "maximum": _MAX_ID}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 _NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
@@ -164,10 +167,10 @@ PATHS = {
                             "type": "object",
                             "required": ["public_key", "nonce", "signature"],
                             "properties": {
-                                "public_key": {"type": "string"},
-                                "nonce": {"type": "string"},
-                                "signature": {"type": "string"},
-                                "public_key_fingerprint": {"type": "string"},
+                                "public_key": {"type": "string", "minLength": 1, "maxLength": 16384},
+                                "nonce": {"type": "string", "minLength": 1},
+                                "signature": {"type": "string", "minLength": 1, "maxLength": 16384},
+                                "public_key_fingerprint": {"type": "string", "maxLength": 100},
                                 "device_name": {"type": "string", "maxLength": 100},
                             },
                         }
@@ -304,8 +307,8 @@ PATHS = {
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
                     },
-                    {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "before", "in": "query", "schema": _CURSOR},
+                    {"name": "after", "in": "query", "schema": _CURSOR},
                 ],
                 "responses": {
                     "200": _json(
@@ -340,8 +343,8 @@ PATHS = {
                                 "required": ["body"],
                                 "properties": {
                                     "body": {"type": "string", "minLength": 1, "maxLength": 4000},
-                                    "client_id": {"type": "string", "maxLength": 64},
-                                    "target_user_ids": {"type": "array", "items": _ID},
+                                    "client_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                                    "target_user_ids": {"type": "array", "maxItems": 100, "items": _ID},
                                 },
                             }
                         }
@@ -375,6 +378,7 @@ def document() -> dict:
     }
 
 
+@csrf_exempt
 @require_GET
 def openapi_json(request):
     return JsonResponse(document())

@@ -8,7 +8,7 @@ goes through the functions below.
 
 from django.db.models import Exists, Max, OuterRef, Q, Subquery
 
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership, Message, Room, slug_validator
 
 
 class NotAllowed(Exception):
@@ -17,7 +17,9 @@ class NotAllowed(Exception):
 
 def room_for_member(user, slug: str) -> Room:
     room = None
-    if isinstance(slug, str) and len(slug) <= 64:
+    # Only a well-formed slug reaches the database: NUL or a lone surrogate in a query
+    # parameter is a driver error (a 5xx), not the 403 that any other unknown room gets.
+    if isinstance(slug, str) and slug_validator.regex.fullmatch(slug):
         room = Room.objects.filter(slug=slug, memberships__user=user).first()
     if room is None:
         raise NotAllowed(slug)

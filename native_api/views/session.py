@@ -15,7 +15,7 @@ from native_api.timestamps import isoformat
 from tokens import login
 from tokens.exceptions import InvalidLoginRequest, LoginRejected
 from tokens.models import NativeToken
-from tokens.revocation import revoke_native_tokens
+from tokens.revocation import revoke_credential, revoke_native_tokens
 from tokens.ssh_signatures import SshKeyError, parse_public_key
 from tokens.tickets import mint_ticket
 
@@ -27,13 +27,15 @@ MAX_PUBLIC_KEY = 16 * 1024
 @require_http_methods(["GET"])
 def challenge(request):
     ratelimits.enforce("challenge", client_ip.rate_key(client_ip.from_request(request)))
+    ratelimits.admit_nonce()
     nonce = login.issue_challenge()
     return JsonResponse(
         {
             "nonce": nonce,
             "namespace": settings.NATIVE_SIGNATURE_NAMESPACE,
             "expires_in": settings.NATIVE_CHALLENGE_TTL,
-        }
+        },
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -86,6 +88,7 @@ def token(request):
             "user": user_dict(issued.token.user),
         },
         status=201,
+        headers={"Cache-Control": "no-store"},  # the token is shown once: no cache may keep it
     )
 
 
@@ -107,6 +110,7 @@ def me(request):
 @bearer_required
 def ws_ticket(request):
     ratelimits.enforce("ws-ticket", f"user:{request.user.pk}")
+    ratelimits.enforce_ticket_cap(request.user)
     ticket = mint_ticket(request.credential)
     return JsonResponse(
         {
@@ -123,12 +127,7 @@ def ws_ticket(request):
 @require_http_methods(["DELETE"])
 @bearer_required
 def logout(request):
-    credential = request.credential
-    if credential.native_token is None:
-        raise ApiError(400, "Service tokens cannot log out; ask an operator to revoke them.")
-    revoke_native_tokens(
-        NativeToken.objects.filter(pk=credential.native_token.pk), by=request.user, reason="logout"
-    )
+    revoke_credential(request.credential, by=request.user, reason="logout")
     return HttpResponse(status=204)
 
 
