@@ -201,7 +201,6 @@ NATIVE_WS_ALLOW_QUERY_TOKEN = env_bool("NATIVE_WS_ALLOW_QUERY_TOKEN", True)
 NATIVE_WS_AUTH_TIMEOUT = env_float("NATIVE_WS_AUTH_TIMEOUT", 5.0, minimum=0.1)
 NATIVE_WS_MAX_ROOMS = env_int("NATIVE_WS_MAX_ROOMS", 100, minimum=1)
 NATIVE_WS_MAX_BAD_FRAMES = env_int("NATIVE_WS_MAX_BAD_FRAMES", 10, minimum=1)
-NATIVE_WS_SEND_QUEUE = env_int("NATIVE_WS_SEND_QUEUE", 1000, minimum=10)
 # A socket whose client stops reading: bytes allowed to wait for it, and for how long, before it is
 # closed 4429 slow_consumer (16x the bytes closes it at once). See config/daphne_compat.py.
 NATIVE_WS_SEND_BUFFER = env_int("NATIVE_WS_SEND_BUFFER", 1024 * 1024, minimum=64 * 1024)

@@ -18,7 +18,6 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -69,27 +68,20 @@ def _verify(kind: str, raw: str):
     return consume_ticket(raw) if kind == ws_credentials.TICKET else verify_bearer(raw)
 
 
-def _load_backlog(user_id: int, room_id: int, after: int | None):
-    """(head seq, visible messages with id > after up to head, last visible id up to head)."""
-    with transaction.atomic():
-        head = Room.objects.values_list("last_seq", flat=True).get(pk=room_id)
-        backlog = []
-        if after is not None:
-            first = 1
-            while first <= head:
-                chunk = seq_range(user_id, room_id, first, head, after_id=after)
-                backlog.extend(message for _, message in chunk)
-                if len(chunk) < 500:
-                    break
-                first = chunk[-1][0] + 1
-        last_visible = (
-            Message.objects.filter(room_id=room_id, seq__lte=head)
-            .filter(message_filter(user_id))
-            .order_by("-id")
-            .values_list("id", flat=True)
-            .first()
-        )
-    return head, backlog, last_visible
+BACKLOG_CHUNK = 200
+
+
+def _room_head(user_id: int, room_id: int) -> tuple[int, int | None]:
+    """(the room's last seq, the last message id ``user_id`` may see up to that seq)."""
+    head = Room.objects.values_list("last_seq", flat=True).get(pk=room_id)
+    last_visible = (
+        Message.objects.filter(room_id=room_id, seq__lte=head)
+        .filter(message_filter(user_id))
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return head, last_visible
 
 
 class NativeConsumer(AsyncWebsocketConsumer):
@@ -241,21 +233,32 @@ class NativeConsumer(AsyncWebsocketConsumer):
             raise FrameError(f"At most {settings.NATIVE_WS_MAX_ROOMS} rooms per connection.")
         # Join first: anything committed after the backlog query then arrives as an event.
         await self.join(room_group(room.pk))
-        head, backlog, last_visible = await database_sync_to_async(_load_backlog)(
-            self.user.pk, room.pk, after
-        )
-        for count, message in enumerate(backlog, 1):
-            await self.send_json({"type": "message", "message": message})
-            if count % 100 == 0:
-                # Let the server flush to the socket: under daphne a long backlog would otherwise
-                # pile up unsent and look like a slow consumer (config/daphne_compat.py).
-                await asyncio.sleep(0)
+        head, last_visible = await database_sync_to_async(_room_head)(self.user.pk, room.pk)
+        if after is not None:
+            await self.send_backlog(room.pk, after, head)
         stream = self.streams.get(room.pk)
         if stream is None or stream.next_seq <= head:
             self.streams[room.pk] = RoomStream(room.pk, room.slug, next_seq=head + 1)
         await self.send_json(
             self.with_ref({"type": "subscribed", "room": room.slug, "last_message_id": last_visible}, ref)
         )
+
+    async def send_backlog(self, room_id: int, after: int, head: int):
+        """Visible messages with id > after and seq <= head, read and sent a chunk at a time so
+        that a resume from long ago costs bounded memory."""
+        first = 1
+        while first <= head:
+            chunk = await database_sync_to_async(seq_range)(
+                self.user.pk, room_id, first, head, after_id=after, limit=BACKLOG_CHUNK
+            )
+            for _, message in chunk:
+                await self.send_json({"type": "message", "message": message})
+            # Let the server flush to the socket between chunks: under daphne a long backlog
+            # would otherwise pile up unsent and look like a slow consumer (daphne_compat.py).
+            await asyncio.sleep(0)
+            if len(chunk) < BACKLOG_CHUNK:
+                return
+            first = chunk[-1][0] + 1
 
     async def on_unsubscribe(self, frame, ref):
         slug = frame.get("room")

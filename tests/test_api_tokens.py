@@ -61,7 +61,9 @@ def test_missing_or_malformed_credentials_get_401(client, alice, header):
 
 def test_a_tampered_or_truncated_token_gets_401(client, alice):
     raw = bearer(alice)
-    for bad in [raw[:-1], raw + "x", raw[:-2] + raw[-1] + raw[-2], "nat_" + raw[5:] + raw[4]]:
+    i = next(i for i in range(len(raw) - 2, 4, -1) if raw[i] != raw[i + 1])  # two different chars
+    swapped = raw[:i] + raw[i + 1] + raw[i] + raw[i + 2 :]
+    for bad in [raw[:-1], raw + "x", swapped, "nat_" + raw[5:] + raw[4]]:
         assert client.get("/api/native/me", **auth_header(bad)).status_code == 401
 
 

@@ -41,7 +41,9 @@ async def open_hello(server, token):
     return socket
 
 
-async def test_a_message_sent_on_one_process_reaches_a_subscriber_on_the_other(two_servers, alice, bob, general):
+async def test_a_message_sent_on_one_process_reaches_a_subscriber_on_the_other(
+    two_servers, alice, bob, general
+):
     a, b = two_servers
     bob_socket = await open_hello(b, await abearer(bob))
     await ws.send_json(bob_socket, {"type": "subscribe", "room": "general"})
@@ -72,7 +74,9 @@ async def first_frame_or_close(ws_url, ticket):
         await socket.close()
 
 
-async def test_concurrent_senders_on_two_processes_lose_and_duplicate_nothing(two_servers, alice, bob, general):
+async def test_concurrent_senders_on_two_processes_lose_and_duplicate_nothing(
+    two_servers, alice, bob, general
+):
     """4 senders × 200 messages; a subscriber drops mid-way and resumes with after=last seen id."""
     a, b = two_servers
     token = await abearer(alice)
@@ -82,7 +86,10 @@ async def test_concurrent_senders_on_two_processes_lose_and_duplicate_nothing(tw
         socket = await open_hello((a, b)[index % 2], token)
         acked = []
         for n in range(per_sender):
-            await ws.send_json(socket, {"type": "send", "room": "general", "body": f"{index}-{n}", "client_id": f"{index}-{n}"})
+            await ws.send_json(
+                socket,
+                {"type": "send", "room": "general", "body": f"{index}-{n}", "client_id": f"{index}-{n}"},
+            )
             frame = await ws.recv_json(socket, timeout=10)
             assert frame["type"] == "ack", frame
             acked.append(frame["id"])
@@ -132,7 +139,9 @@ async def test_a_revocation_on_one_process_closes_the_socket_on_the_other_within
     httpx.delete(f"{a.url}/api/native/logout", headers={"Authorization": f"Bearer {token}"})
     code, elapsed = await wait_close(socket)
     assert code == 4401 and elapsed < 1.0
-    assert httpx.get(f"{b.url}/api/native/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert (
+        httpx.get(f"{b.url}/api/native/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    )
     assert token_id
 
 
