@@ -12,9 +12,11 @@ import os
 import pytest
 from django.core.cache import cache
 
+from native_api.ratelimits import SETTINGS as _RATE_SETTINGS_BY_LIMIT
 from tests.server import start_server
 from tests.ssh_helpers import make_key, public_key_line
 
+RATE_SETTINGS = tuple(_RATE_SETTINGS_BY_LIMIT.values())  # every NATIVE_RATE_* counter limit
 ON_POSTGRES = (os.environ.get("DATABASE_URL") or "").startswith(("postgres://", "postgresql://"))
 ON_REDIS = bool(os.environ.get("REDIS_URL"))
 
@@ -107,14 +109,7 @@ def _isolated(settings):
 
     clear_shared_cache()
     denylist.forget()
-    for name in (
-        "NATIVE_RATE_CHALLENGE",
-        "NATIVE_RATE_TOKEN_IP",
-        "NATIVE_RATE_TOKEN_KEY",
-        "NATIVE_RATE_AUTH_FAILURES",
-        "NATIVE_RATE_WS_TICKET",
-        "NATIVE_RATE_WS_CONNECT",
-    ):
+    for name in RATE_SETTINGS:
         setattr(settings, name, None)
     yield
     denylist.forget()

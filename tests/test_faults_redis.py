@@ -20,7 +20,7 @@ from channels.db import database_sync_to_async
 
 from rooms.models import Message
 from tests import ws
-from tests.conftest import bearer
+from tests.conftest import RATE_SETTINGS, bearer
 from tests.faults import PrivateRedis, mint_ticket, open_socket, timed_request, wait_until
 from tests.flows import login
 
@@ -28,17 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
 abearer = database_sync_to_async(bearer)
 
-LIMITS_ON = {
-    name: "1000/m"
-    for name in (
-        "NATIVE_RATE_CHALLENGE",
-        "NATIVE_RATE_TOKEN_IP",
-        "NATIVE_RATE_TOKEN_KEY",
-        "NATIVE_RATE_AUTH_FAILURES",
-        "NATIVE_RATE_WS_TICKET",
-        "NATIVE_RATE_WS_CONNECT",
-    )
-}
+LIMITS_ON = dict.fromkeys(RATE_SETTINGS, "1000/m")
 # An answer during an outage must come within the cache's 2-second socket timeout plus slack
 # for a loaded CI machine: a hung request is the failure we are looking for.
 PROMPT = 6.0
