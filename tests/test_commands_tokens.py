@@ -364,5 +364,5 @@ async def test_revoke_token_run_by_an_operator_closes_a_socket_on_a_real_server_
     finished = time.monotonic()
 
     assert result.returncode == 0, result.stderr
-    assert await ws.close_code(socket, timeout=5) == (4401, "revoked")
+    assert await ws.close_code(socket, timeout=5) == (4401, "revoked"), result.stdout + result.stderr
     assert time.monotonic() - finished < 1.0
