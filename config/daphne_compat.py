@@ -17,8 +17,9 @@
    times that at any moment, and the socket is closed 4429 ``slow_consumer``; autobahn drops
    it a second later if the client does not answer the close, freeing the buffer.
 
-uvicorn needs none of this: it passes code and reason through, logs no query strings we accept,
-and its ``websocket.send`` waits while the client is not reading.
+uvicorn needs none of this: it passes code and reason through and its ``websocket.send`` waits
+while the client is not reading. Its loggers do print websocket query strings; settings.LOGGING
+routes them through the same redaction.
 """
 
 import logging

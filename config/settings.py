@@ -139,7 +139,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            "OPTIONS": {
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                "pool_class": "config.redis_pool.SharedConnectionPool",  # see that module
+            },
         }
     }
 else:
@@ -236,5 +240,10 @@ LOGGING = {
         "daphne": {"level": "INFO"},
         "asyncio": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
+        # uvicorn installs handlers of its own before it imports us, and logs websocket paths
+        # with their query strings (?ticket=…): route its loggers through our redacting handler.
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"handlers": [], "level": "INFO", "propagate": True},
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

@@ -3,7 +3,7 @@
 from functools import wraps
 
 from native_api import client_ip, ratelimits
-from native_api.errors import ApiError
+from native_api.errors import error_response
 from tokens.exceptions import AuthenticationFailed, InactiveUser
 from tokens.verifier import verify_bearer
 
@@ -24,18 +24,23 @@ def bearer_required(view):
     def wrapper(request, *args, **kwargs):
         bucket = client_ip.rate_key(client_ip.from_request(request))
         retry_after = ratelimits.hit("auth-failures", bucket, increment=False)
+        # Rejections return their response instead of raising ApiError: under ASGI an exception
+        # out of a sync view costs an extra thread hop (process_exception), and these are the
+        # responses a flood of bad tokens is made of.
         if retry_after is not None:
-            raise ApiError(429, "Too many failed authentications from your address.", retry_after=retry_after)
+            return error_response(
+                429, "Too many failed authentications from your address.", retry_after=retry_after
+            )
         raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION"))
         try:
             if raw is None or len(raw) > MAX_CREDENTIAL_LENGTH:
                 raise AuthenticationFailed()
             credential = verify_bearer(raw)
         except InactiveUser:
-            raise ApiError(403, "This account is disabled.") from None
+            return error_response(403, "This account is disabled.")
         except AuthenticationFailed:
             ratelimits.hit("auth-failures", bucket)
-            raise ApiError(401, "A valid bearer token is required.") from None
+            return error_response(401, "A valid bearer token is required.")
         request.user = credential.user
         request.credential = credential
         return view(request, *args, **kwargs)

@@ -8,6 +8,7 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.urls import path, re_path
 
+from config.env import env_bool
 from native_api.consumer import NativeConsumer
 
 
@@ -50,5 +51,10 @@ class UnknownPath(AsyncWebsocketConsumer):
 
 def websocket_application():
     allowed = list(settings.ALLOWED_HOSTS) or ["localhost", "127.0.0.1", "[::1]"]
-    router = URLRouter([path("api/ws/native", NativeConsumer.as_asgi()), re_path(r"", UnknownPath.as_asgi())])
+    routes = [path("api/ws/native", NativeConsumer.as_asgi())]
+    if env_bool("NATIVE_BENCH_BASELINES", False):  # benchmark baselines (bench/); never in production
+        from bench import baselines
+
+        routes += baselines.websocket_routes()
+    router = URLRouter([*routes, re_path(r"", UnknownPath.as_asgi())])
     return NativeOriginValidator(router, allowed)

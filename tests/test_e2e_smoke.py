@@ -1,10 +1,13 @@
 """End-to-end: a real daphne process, real ssh-keygen signatures, a real websocket client."""
 
+import asyncio
+
 import httpx
 import pytest
 
 from tests import ws
 from tests.flows import login, ticket
+from tests.secrets_scan import leaks
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +59,10 @@ async def test_close_codes_and_reasons_reach_real_clients_under_each_server(
         f"{proc.ws_url}?ticket={ticket(proc.url, token)}", origin="https://evil.example"
     )
     assert await ws.close_code(browser) == (4403, "origin")
+
+    token_in_query = await ws.connect(f"{proc.ws_url}?token={token}")
+    assert (await ws.recv_json(token_in_query))["type"] == "hello"
+    await token_in_query.close()
+    await asyncio.sleep(0.2)  # let the server write its log lines
+    assert "/api/ws/native" in proc.log(), "the server logs websocket connects"
+    assert leaks(proc.log(), {"ticket": one_ticket, "token": token}) == []

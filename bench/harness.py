@@ -1,0 +1,63 @@
+"""What every scenario does around its measurement: a fresh seeded database, servers that are
+always stopped, checks that responses are what the scenario expects."""
+
+import contextlib
+from dataclasses import dataclass
+
+from bench.database import Backend
+from bench.procs import BenchError
+from bench.report import Report, median
+from bench.servers import start_server
+
+
+@dataclass
+class Context:
+    backend: Backend
+    report: Report
+    quick: bool
+    scenario: str
+
+    def key(self, name: str) -> str:
+        return f"{self.backend.name}.{self.scenario}.{name}"
+
+    def figure(self, name: str, value, unit: str = "") -> None:
+        self.report.figure(self.key(name), value, unit)
+
+    def ratio(self, name: str, value, target=None) -> None:
+        self.report.ratio(self.key(name), value, target)
+
+    def prepare(self, **seed) -> tuple[str, dict]:
+        database_url = self.backend.fresh_database()
+        return database_url, self.backend.seed(database_url, **seed)
+
+    @contextlib.contextmanager
+    def servers(self, database_url: str, count: int = 1, kind: str = "daphne", **env):
+        """Start ``count`` servers on the same database and channel layer; stop them after."""
+        started = []
+        try:
+            for i in range(count):
+                started.append(
+                    start_server(
+                        self.backend.env(database_url, **env),
+                        self.backend.workdir,
+                        kind=kind,
+                        name=f"{self.scenario}{i}",
+                    )
+                )
+            yield started
+            for server in started:
+                if not server.alive():
+                    raise BenchError(f"{server.name} died during the run:\n{server.log_tail()}")
+        finally:
+            for server in started:
+                server.stop()
+
+
+def expect_ok(result: dict, what: str, status: int = 200) -> None:
+    other = {code: n for code, n in result["statuses"].items() if code != status}
+    if other:
+        raise BenchError(f"{what}: expected only {status}, got {result['statuses']}")
+
+
+def med(results: list[dict], field: str):
+    return median([r[field] for r in results])

@@ -1,0 +1,80 @@
+"""Seed a bench database through Django; run as ``python -m bench.seed`` with the bench env.
+
+Reads a JSON spec on stdin, prints one JSON line with the raw credentials the clients need.
+Live tokens come from tokens.login.issue_token and tokens.service_tokens.mint, exactly as the
+product makes them. Expired rows for the purge scenario are inserted in one SQL statement:
+a million ORM saves would take longer than the purge being measured.
+"""
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    spec = json.loads(sys.stdin.read() or "{}")
+    print(json.dumps(seed(**spec)))
+
+
+def seed(users: int = 10, room: str = "bench", service_tokens: int = 0, expired_tokens: int = 0) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from rooms.membership import create_room
+    from tokens.login import issue_token
+    from tokens.service_tokens import mint
+
+    User = get_user_model()  # noqa: N806
+    with transaction.atomic():
+        people = [User.objects.create_user(username=f"bench-{i}") for i in range(users)]
+        create_room(room, "Bench", members=people)
+        issued = [issue_token(user, device_name="bench") for user in people]
+        service = [mint(people[i % users], ttl=86400, name="bench")[0] for i in range(service_tokens)]
+    if expired_tokens:
+        _insert_expired(people[0].pk, expired_tokens)
+    return {
+        "room": room,
+        "users": [
+            {"id": u.pk, "username": u.username, "token": t.raw, "token_id": t.token.public_id}
+            for u, t in zip(people, issued, strict=True)
+        ],
+        "service_tokens": service,
+    }
+
+
+def _insert_expired(user_id: int, count: int) -> None:
+    """``count`` native tokens that expired ten days ago (past any purge grace period)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                """
+                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
+                    created_at, expires_at, revoked_reason)
+                SELECT 'exp' || g, encode(sha256(('exp' || g)::bytea), 'hex'), %s, 'old', '',
+                    now() - interval '40 days', now() - interval '10 days', ''
+                FROM generate_series(1, %s) AS g
+                """,
+                [user_id, count],
+            )
+        else:
+            cursor.execute(
+                """
+                WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s)
+                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
+                    created_at, expires_at, revoked_reason)
+                SELECT 'exp' || n, printf('%%064x', n), %s, 'old', '',
+                    datetime('now', '-40 days'), datetime('now', '-10 days'), ''
+                FROM g
+                """,
+                [count, user_id],
+            )
+
+
+if __name__ == "__main__":
+    main()
