@@ -101,11 +101,24 @@ def clear_shared_cache():
         cache.clear()
 
 
+REAL_SERVER_FIXTURES = {"server", "server_factory", "live_server_process"}
+
+
 @pytest.fixture(autouse=True)
-def _isolated(settings):
+def _isolated(request, settings):
     """Each test starts with empty counters, a cold deny-list and no rate limits (tests about
-    limits switch on the ones they exercise)."""
+    limits switch on the ones they exercise).
+
+    In-process websocket tests get the in-memory channel layer even on a Redis run: channels_redis
+    keeps receive state per layer object, and pytest-asyncio gives every test a new event loop,
+    so a consumer left over from one test can stall the next loop's shutdown. Redis fan-out is
+    proven where it matters, between real server processes (tests that use a server keep it)."""
     from tokens.denylist import denylist
+
+    if not REAL_SERVER_FIXTURES & set(request.fixturenames):
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+        }
 
     clear_shared_cache()
     denylist.forget()
