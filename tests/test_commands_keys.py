@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from tests.ssh_helpers import fingerprint, make_key, pub_path, public_key_line, sign
 from tokens.login import LoginRequest, consume_nonce, exchange, issue_challenge
 from tokens.models import SshKey
+from tokens.ssh_signatures import parse_public_key
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,8 @@ def log_in_with(key_path):
     nonce = issue_challenge()
     assert consume_nonce(nonce)
     signature = sign(key_path, nonce.encode(), settings.NATIVE_SIGNATURE_NAMESPACE)
-    return exchange(LoginRequest(public_key=public_key_line(key_path), nonce=nonce, signature=signature))
+    key = parse_public_key(public_key_line(key_path))
+    return exchange(LoginRequest(public_key=key, nonce=nonce, signature=signature))
 
 
 def test_it_adds_a_key_line_and_prints_the_fingerprint_ssh_keygen_shows(alice, new_key):

@@ -43,9 +43,5 @@ class LoginRejected(AuthenticationFailed):
     reason = "login_failed"
 
 
-class InvalidLoginRequest(ValueError):
-    """The login body is malformed (API 400)."""
-
-
 class CredentialCheckUnavailable(Exception):
     """A dependency needed to decide (deny-list, database) cannot be read: fail closed (503)."""

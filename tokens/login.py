@@ -9,16 +9,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from tokens import crypto
-from tokens.exceptions import InvalidLoginRequest, LoginRejected
+from tokens.exceptions import LoginRejected
 from tokens.models import LoginNonce, NativeToken, SshKey
-from tokens.ssh_signatures import SignatureError, SshKeyError, parse_public_key, verify_sshsig
+from tokens.ssh_signatures import PublicKey, SignatureError, verify_sshsig
 
 MAX_NONCE_LENGTH = 128
 
 
 @dataclass(frozen=True)
 class LoginRequest:
-    public_key: str
+    public_key: PublicKey  # parsed by the caller, which needs its fingerprint for rate limiting
     nonce: str
     signature: str
     public_key_fingerprint: str | None = None
@@ -51,10 +51,7 @@ def consume_nonce(nonce: str) -> bool:
 
 def exchange(request: LoginRequest) -> IssuedToken:
     """Verify the signed challenge and mint a token. The nonce must already be consumed."""
-    try:
-        key = parse_public_key(request.public_key)
-    except SshKeyError as exc:
-        raise InvalidLoginRequest(f"public_key: {exc}") from None
+    key = request.public_key
     if request.public_key_fingerprint and request.public_key_fingerprint != key.fingerprint:
         raise LoginRejected("the fingerprint does not match the public key")
     try:

@@ -13,7 +13,7 @@ from native_api.requests import json_object, optional_str, required_str
 from native_api.serializers import service_token_info, token_info, user_dict
 from native_api.timestamps import isoformat
 from tokens import login
-from tokens.exceptions import InvalidLoginRequest, LoginRejected
+from tokens.exceptions import LoginRejected
 from tokens.models import NativeToken
 from tokens.revocation import revoke_credential, revoke_native_tokens
 from tokens.ssh_signatures import SshKeyError, parse_public_key
@@ -55,15 +55,16 @@ def token(request):
     if not isinstance(nonce, str) or not nonce:
         raise ApiError(400, "nonce is required (a non-empty string).")
     try:
-        ratelimits.enforce("token-key", parse_public_key(public_key).fingerprint)
+        key = parse_public_key(public_key)
     except SshKeyError as exc:
         raise ApiError(400, f"public_key: {exc}") from None
+    ratelimits.enforce("token-key", key.fingerprint)
     try:
         if not nonce_ok:
             raise LoginRejected("unknown, expired or used nonce")
         issued = login.exchange(
             login.LoginRequest(
-                public_key=public_key,
+                public_key=key,
                 nonce=nonce,
                 signature=signature,
                 public_key_fingerprint=fingerprint,
@@ -72,8 +73,6 @@ def token(request):
                 client_ip=ip,
             )
         )
-    except InvalidLoginRequest as exc:
-        raise ApiError(400, str(exc)) from None
     except LoginRejected as exc:
         user_login_failed.send(
             sender=__name__, credentials={"public_key_fingerprint": fingerprint}, request=request
