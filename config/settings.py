@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "tokens",
     "rooms",
     "native_api",
+    "live",
 ]
 
 MIDDLEWARE = [

@@ -26,15 +26,24 @@ class ServiceTokenClaims:
     user_id: int
     name: str
     expires_at: datetime
+    # None for tokens minted before ``iat`` was added: treated as older than any revocation.
+    issued_at: datetime | None = None
 
 
 def mint(user, *, ttl: int | None = None, name: str = "") -> tuple[str, ServiceTokenClaims]:
     ttl = settings.NATIVE_SERVICE_TOKEN_TTL if ttl is None else ttl
     if not 0 < ttl <= settings.NATIVE_SERVICE_TOKEN_MAX_TTL:
         raise ValueError(f"ttl must be between 1 and {settings.NATIVE_SERVICE_TOKEN_MAX_TTL} seconds")
-    expires_at = (timezone.now() + timedelta(seconds=ttl)).replace(microsecond=0)
-    claims = ServiceTokenClaims(public_id(), user.pk, name[:100], expires_at)
-    payload = {"jti": claims.jti, "sub": user.pk, "name": claims.name, "exp": int(expires_at.timestamp())}
+    issued_at = timezone.now().replace(microsecond=0)
+    expires_at = issued_at + timedelta(seconds=ttl)
+    claims = ServiceTokenClaims(public_id(), user.pk, name[:100], expires_at, issued_at)
+    payload = {
+        "jti": claims.jti,
+        "sub": user.pk,
+        "name": claims.name,
+        "iat": int(issued_at.timestamp()),
+        "exp": int(expires_at.timestamp()),
+    }
     return PREFIX + signing.dumps(payload, salt=_SALT, compress=False), claims
 
 
@@ -53,6 +62,7 @@ def read(value: str) -> ServiceTokenClaims:
             user_id=int(payload["sub"]),
             name=str(payload.get("name", "")),
             expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
+            issued_at=datetime.fromtimestamp(int(payload["iat"]), tz=UTC) if "iat" in payload else None,
         )
     except (signing.BadSignature, KeyError, TypeError, ValueError, OverflowError):
         raise MalformedCredential() from None

@@ -33,6 +33,9 @@ class Credential:
     user: object
     expires_at: datetime
     native_token: NativeToken | None = None
+    # When the credential was minted (a native token's created_at, a service token's iat);
+    # None for a service token minted before iat existed.
+    issued_at: datetime | None = None
 
     @property
     def group(self) -> str:
@@ -76,7 +79,7 @@ def _check_native(token: NativeToken) -> Credential:
         raise RevokedCredential()
     _check_user(token.user)
     _touch(token, now)
-    return Credential("native", token.public_id, token.user, token.expires_at, token)
+    return Credential("native", token.public_id, token.user, token.expires_at, token, token.created_at)
 
 
 def _verify_service_token(raw: str) -> Credential:
@@ -84,16 +87,16 @@ def _verify_service_token(raw: str) -> Credential:
     user = get_user_model().objects.filter(pk=claims.user_id).first()
     if user is None:
         raise UnknownCredential()
-    return _check_service_jti(claims.jti, user, claims.expires_at)
+    return _check_service_jti(claims.jti, user, claims.expires_at, claims.issued_at)
 
 
-def _check_service_jti(jti: str, user, expires_at: datetime) -> Credential:
+def _check_service_jti(jti: str, user, expires_at: datetime, issued_at: datetime | None = None) -> Credential:
     if expires_at <= timezone.now():
         raise ExpiredCredential()
     if denylist.contains(jti):
         raise RevokedCredential()
     _check_user(user)
-    return Credential("service", jti, user, expires_at)
+    return Credential("service", jti, user, expires_at, issued_at=issued_at)
 
 
 def _check_user(user) -> None:
