@@ -52,7 +52,7 @@ def env_int(name: str, default: int, *, minimum: int | None = 0, maximum: int | 
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+def env_float(name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     value = _raw(name)
     if value is None:
         return default
@@ -62,6 +62,8 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be >= {minimum}, not {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be <= {maximum}, not {number}")
     return number
 
 

@@ -5,6 +5,7 @@ local-memory cache, DEBUG on. ``DATABASE_URL`` and ``REDIS_URL`` switch to Postg
 Redis, which is what production and CI use.
 """
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -132,6 +133,9 @@ if REDIS_URL:
                 "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
                 "prefix": f"{REDIS_PREFIX}:layer",
                 "capacity": 1000,
+                # A process's local channels share one inbox in Redis ("specific.<process>!"),
+                # and the hub's channel (live.hub) takes every room event of the process there.
+                "channel_capacity": {"specific.*": 100_000},
             },
         }
     }
@@ -149,7 +153,11 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+        "default": {
+            "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels.layers.InMemoryChannelLayer"),
+            # channels 4.3 does not compile channel_capacity for this layer: give it compiled.
+            "CONFIG": {"capacity": 1000, "channel_capacity": [(re.compile(r"specific\."), 100_000)]},
+        }
     }
     # Room for the rate-limit counters of many clients (the default 300 would evict them).
     CACHES = {
@@ -210,6 +218,14 @@ NATIVE_WS_MAX_BAD_FRAMES = env_int("NATIVE_WS_MAX_BAD_FRAMES", 10, minimum=1)
 # closed 4429 slow_consumer (16x the bytes closes it at once). See config/daphne_compat.py.
 NATIVE_WS_SEND_BUFFER = env_int("NATIVE_WS_SEND_BUFFER", 1024 * 1024, minimum=64 * 1024)
 NATIVE_WS_SEND_GRACE = env_float("NATIVE_WS_SEND_GRACE", 5.0, minimum=0.0)
+# Frames that may wait in one socket's outbox (live/outbox.py), beside the byte bound above.
+NATIVE_WS_SEND_QUEUE = env_int("NATIVE_WS_SEND_QUEUE", 2000, minimum=100)
+# Seconds between two reads of the change log by each server process: the floor of the
+# enforcement guarantee when a push is lost (live/poller.py): API.md promises 2 s at worst.
+NATIVE_LIVE_POLL_INTERVAL = env_float("NATIVE_LIVE_POLL_INTERVAL", 0.5, minimum=0.05, maximum=1.0)
+# On PostgreSQL, also LISTEN for the NOTIFY each change sends at commit (milliseconds, even from a
+# process without Redis); false leaves the poll alone (the tests of the floor do that).
+NATIVE_LIVE_PG_LISTEN = env_bool("NATIVE_LIVE_PG_LISTEN", True)
 NATIVE_TRUSTED_PROXIES = env_networks("NATIVE_TRUSTED_PROXIES")
 NATIVE_IP_RETENTION_DAYS = env_int("NATIVE_IP_RETENTION_DAYS", 30)
 NATIVE_PURGE_INTERVAL = env_int("NATIVE_PURGE_INTERVAL", 3600)

@@ -1,47 +1,51 @@
 """The native websocket: authenticate, then subscribe / unsubscribe / send / ping.
 
-The consumer parses frames and replies; credentials are checked by tokens.verifier, visibility
-by rooms.visibility, posting by rooms.posting. Channels handles one event at a time per
-consumer, so a subscribe's backlog query finishes before any live event for that room is
-looked at: that, plus RoomStream's seq bookkeeping, is what makes resume gapless.
+A plain ASGI application, one ``NativeSocket`` per connection. It parses frames and replies;
+credentials are checked by tokens.verifier, visibility by rooms.visibility, posting by
+rooms.posting, and live delivery and enforcement belong to this process's hub (live.hub): the
+socket owns no channel-layer channel and no receive task of its own, only its outbox.
+
+Frames from the client are handled one at a time, in order. A subscribe registers with the
+hub before it reads the room's head, so anything committed after that read arrives live, and
+the hub says when the socket has caught up with the room's feed: that is what makes resume
+gapless.
 """
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections import deque
 
-from asgiref.sync import sync_to_async
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
-from redis.exceptions import RedisError
 
+from live import presence
+from live.hub import encode, get_hub
+from live.outbox import Outbox
 from native_api import client_ip, ratelimits, ws_credentials
+from native_api.db_threads import in_admission_thread
 from native_api.errors import UNAVAILABLE_ERRORS
 from native_api.frame_limiter import FrameLimiter
 from native_api.ratelimits import frame_rate
 from native_api.requests import UNSTORABLE_TEXT, has_unstorable_text
-from native_api.room_stream import RoomStream
 from rooms.history import seq_range
 from rooms.models import Message, Room
-from rooms.posting import InvalidMessage, post_message, room_group
+from rooms.posting import InvalidMessage, post_message
 from rooms.serializers import user_dict
-from rooms.visibility import NotAllowed, may_see_event, message_filter, room_for_member
+from rooms.visibility import NotAllowed, is_member, message_filter, room_for_member
 from tokens.crypto import public_id
 from tokens.exceptions import AuthenticationFailed, InactiveUser
-from tokens.live import credential_group, user_group
 from tokens.verifier import consume_ticket, still_valid, verify_bearer
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024
 MAX_REF = 64
+MAX_CREDENTIAL = 1024
 BAD_FRAME_WINDOW = 60.0
+BACKLOG_CHUNK = 200
 
 
 class Close:
@@ -51,6 +55,7 @@ class Close:
     AUTH_TIMEOUT = 4408
     RATE_LIMITED = 4429
     TOO_BIG = 1009
+    RESTART = 1012
     UNAVAILABLE = 1013
 
 
@@ -62,17 +67,28 @@ class FrameError(Exception):
         self.detail, self.code, self.extra = detail, code, extra
 
 
-def _verify(kind: str, raw: str):
-    if len(raw) > 1024:
-        raise AuthenticationFailed()
-    return consume_ticket(raw) if kind == ws_credentials.TICKET else verify_bearer(raw)
+class ConnectRefused(Exception):
+    """Too many connects from this address (4429)."""
 
 
-BACKLOG_CHUNK = 200
+def admit(bucket: str, kind: str, raw: str, count_connect: bool):
+    """Everything a connect needs from the cache and the database, in one thread hop: the
+    connect rate limit, then the one verifier. Failures count against the address."""
+    if count_connect and ratelimits.ws_connect_refused(bucket):
+        raise ConnectRefused()
+    try:
+        if not isinstance(raw, str) or len(raw) > MAX_CREDENTIAL:
+            raise AuthenticationFailed()
+        return consume_ticket(raw) if kind == ws_credentials.TICKET else verify_bearer(raw)
+    except AuthenticationFailed:
+        ratelimits.hit("auth-failures", bucket)
+        raise
 
 
-def _room_head(user_id: int, room_id: int) -> tuple[int, int | None]:
-    """(the room's last seq, the last message id ``user_id`` may see up to that seq)."""
+def subscribe_state(user_id: int, room_id: int) -> tuple[bool, int, int | None]:
+    """(still a member, the room's last seq, the last message id ``user_id`` may see up to it)."""
+    if not is_member(user_id, room_id):
+        return False, 0, None
     head = Room.objects.values_list("last_seq", flat=True).get(pk=room_id)
     last_visible = (
         Message.objects.filter(room_id=room_id, seq__lte=head)
@@ -81,95 +97,140 @@ def _room_head(user_id: int, room_id: int) -> tuple[int, int | None]:
         .values_list("id", flat=True)
         .first()
     )
-    return head, last_visible
+    return True, head, last_visible
 
 
-class NativeConsumer(AsyncWebsocketConsumer):
-    async def __call__(self, scope, receive, send):
-        # channels_redis raises out of the consumer's receive loop (or a group_add) when Redis
-        # is gone; unhandled, that is a traceback per socket and a bare 1011. Close with the
-        # contract's "unavailable" instead: clients reconnect, and the log says why, once.
-        try:
-            await super().__call__(scope, receive, send)
-        except RedisError as exc:
-            logger.warning("websocket closed: the channel layer is unavailable (%s)", type(exc).__name__)
-            if not getattr(self, "closed", False):  # unset if it failed before connect()
-                self.closed = True
-                await self.close(code=Close.UNAVAILABLE, reason="unavailable")
+async def native_socket(scope, receive, send):
+    """The ASGI application for /api/ws/native."""
+    await NativeSocket(scope, send).run(receive)
 
-    async def connect(self):
-        self.user = None
-        self.credential = None
+
+class NativeSocket:
+    __slots__ = (
+        "scope",
+        "outbox",
+        "hub",
+        "connection_id",
+        "user",
+        "user_id",
+        "credential",
+        "credential_id",
+        "credential_kind",
+        "issued_at",
+        "client_ip",
+        "ip_bucket",
+        "opened_at",
+        "subscriptions",
+        "limiter",
+        "bad_frames",
+        "timer",
+        "closed",
+        "__weakref__",
+    )
+
+    def __init__(self, scope, send):
+        self.scope = scope
+        self.outbox = Outbox(send, on_close=self._closing)
+        self.hub = None
         self.connection_id = public_id()
-        self.streams: dict[int, RoomStream] = {}
-        self.groups_joined: set[str] = set()
-        self.timers: list[asyncio.TimerHandle] = []
-        self.bad_frames: deque[float] = deque()
+        self.user = self.user_id = self.credential = self.credential_id = None
+        self.credential_kind = self.issued_at = None
+        self.client_ip = client_ip.from_scope(scope)
+        self.ip_bucket = client_ip.rate_key(self.client_ip)
+        self.opened_at = timezone.now()
+        self.subscriptions: dict = {}
         rate, burst = frame_rate()
         self.limiter = FrameLimiter(rate, burst) if rate else None
+        self.bad_frames: deque | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.closed = False
-        await self.accept()
-        self.ip_bucket = client_ip.rate_key(client_ip.from_scope(self.scope))
-        # thread_sensitive=False: a slow cache must not hold up the thread that runs ORM work.
-        if await sync_to_async(ratelimits.ws_connect_refused, thread_sensitive=False)(self.ip_bucket):
-            return await self.close_with(Close.RATE_LIMITED, "rate_limited")
+
+    # --- ASGI ---------------------------------------------------------------------------------
+
+    async def run(self, receive) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        try:
+            await self.connect()
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    await self.receive(message.get("text"), message.get("bytes"))
+                elif kind == "websocket.disconnect":
+                    break
+        finally:
+            self.closed = True
+            self._closing()
+
+    async def connect(self) -> None:
+        self.hub = await get_hub()
+        self.hub.connected(self)
+        await self.outbox._send({"type": "websocket.accept"})
         found = ws_credentials.from_scope(self.scope)
         if found is not None:
-            await self.authenticate(*found)
-        else:
-            self.later(settings.NATIVE_WS_AUTH_TIMEOUT, self.auth_timed_out)
-
-    async def authenticate(self, kind: str, raw: str):
+            return await self.authenticate(*found, count_connect=True)
         try:
-            credential = await database_sync_to_async(_verify)(kind, raw)
-            for group in (credential_group(credential.id), user_group(credential.user.pk)):
-                await self.join(group)
-            # A revocation that landed between verifying and joining the groups was not heard.
-            if not await database_sync_to_async(still_valid)(credential):
-                raise AuthenticationFailed()
+            refused = await in_admission_thread(ratelimits.ws_connect_refused)(self.ip_bucket)
+        except UNAVAILABLE_ERRORS:
+            refused = False  # the limits fail open when the cache is down (ratelimits.py)
+        if refused:
+            return self.close(Close.RATE_LIMITED, "rate_limited")
+        self._later(settings.NATIVE_WS_AUTH_TIMEOUT, self._auth_timed_out)
+
+    async def authenticate(self, kind: str, raw: str, *, count_connect: bool = False) -> None:
+        since = self.hub.position()
+        try:
+            credential = await in_admission_thread(admit)(self.ip_bucket, kind, raw, count_connect)
+        except ConnectRefused:
+            return self.close(Close.RATE_LIMITED, "rate_limited")
         except InactiveUser:
-            return await self.close_with(Close.FORBIDDEN, "inactive")
+            return self.close(Close.FORBIDDEN, "inactive")
         except AuthenticationFailed:
-            await sync_to_async(ratelimits.hit, thread_sensitive=False)("auth-failures", self.ip_bucket)
-            return await self.close_with(Close.UNAUTHORIZED, "unauthorized")
+            return self.close(Close.UNAUTHORIZED, "unauthorized")
         except UNAVAILABLE_ERRORS:
             logger.warning("websocket auth failed: a dependency is unavailable")
-            return await self.close_with(Close.UNAVAILABLE, "unavailable")
-        self.credential, self.user = credential, credential.user
+            return self.close(Close.UNAVAILABLE, "unavailable")
+        if self.closed:
+            return
+        self.credential, self.user, self.user_id = credential, credential.user, credential.user.pk
+        self.credential_id, self.credential_kind = credential.id, credential.kind
+        self.issued_at = credential.issued_at
+        self.hub.register(self)
+        # A change that committed while we verified may have been applied before we registered.
+        replayed = self.hub.replay(self, since)
+        if replayed is None and not await database_sync_to_async(still_valid)(credential):
+            return self.close(Close.UNAUTHORIZED, "revoked")
+        if self.closed:
+            return
+        self._cancel_timer()
         remaining = (credential.expires_at - timezone.now()).total_seconds()
-        self.later(max(remaining, 0), self.credential_expired)
-        await self.send_json(
-            {"type": "hello", "user": user_dict(self.user), "connection_id": self.connection_id}
+        self._later(max(remaining, 0), self._expired)
+        self.push({"type": "hello", "user": user_dict(self.user), "connection_id": self.connection_id})
+
+    def presence_entry(self) -> presence.LiveSocket:
+        return presence.LiveSocket(
+            connection_id=self.connection_id,
+            credential_id=self.credential_id,
+            user_id=self.user_id,
+            process=presence.PROCESS,
+            client_ip=self.client_ip,
+            opened_at=self.opened_at,
         )
 
-    async def dispatch(self, message):
-        # Channels hops to a thread to close stale database connections before every event,
-        # which is one hop per delivered message on the fan-out path. Every ORM call in this
-        # consumer goes through database_sync_to_async, which closes stale connections itself.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    # --- client frames ------------------------------------------------------------------------
 
-    async def disconnect(self, code):
-        self.closed = True
-        for timer in self.timers:
-            timer.cancel()
-        for group in self.groups_joined:
-            # A failure here is harmless: the layer expires stale group members on its own.
-            with contextlib.suppress(Exception):
-                await self.channel_layer.group_discard(group, self.channel_name)
-
-    # --- client frames --------------------------------------------------------------------
-
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.closed:
+            return
         size = len(text_data.encode("utf-8")) if text_data is not None else len(bytes_data or b"")
         if size > MAX_FRAME:
-            return await self.close_with(Close.TOO_BIG, "too_big")
+            return self.close(Close.TOO_BIG, "too_big", flush=True)
         if self.limiter and not self.limiter.allow():
             if self.limiter.should_close:
-                return await self.close_with(Close.RATE_LIMITED, "rate_limited")
-            return await self.send_error("rate_limited", "Too many frames; slow down.")
+                return self.close(Close.RATE_LIMITED, "rate_limited", flush=True)
+            return self.send_error("rate_limited", "Too many frames; slow down.")
         ref = None
         try:
             frame = self.parse(text_data)
@@ -186,12 +247,12 @@ class NativeConsumer(AsyncWebsocketConsumer):
                 raise FrameError(f"Unknown frame type {frame['type'][:32]!r}.")
             await handler(frame, ref)
         except FrameError as exc:
-            await self.send_error(exc.code, exc.detail, ref, **exc.extra)
+            self.send_error(exc.code, exc.detail, ref, **exc.extra)
             if exc.code == "invalid_request":
-                await self.count_bad_frame()
+                self.count_bad_frame()
         except UNAVAILABLE_ERRORS:
             logger.warning("websocket frame failed: a dependency is unavailable")
-            await self.send_error("unavailable", "A service is unavailable; retry later.", ref)
+            self.send_error("unavailable", "A service is unavailable; retry later.", ref)
 
     def parse(self, text_data) -> dict:
         if text_data is None:
@@ -210,16 +271,16 @@ class NativeConsumer(AsyncWebsocketConsumer):
             raise FrameError(UNSTORABLE_TEXT)
         return frame
 
-    async def first_frame(self, frame):
+    async def first_frame(self, frame) -> None:
         found = ws_credentials.from_auth_frame(frame) if frame["type"] == "auth" else None
         if found is None:
-            return await self.close_with(Close.UNAUTHORIZED, "unauthorized")
+            return self.close(Close.UNAUTHORIZED, "unauthorized")
         await self.authenticate(*found)
 
-    async def on_ping(self, frame, ref):
-        await self.send_json(self.with_ref({"type": "pong"}, ref))
+    async def on_ping(self, frame, ref) -> None:
+        self.push(self.with_ref({"type": "pong"}, ref))
 
-    async def on_subscribe(self, frame, ref):
+    async def on_subscribe(self, frame, ref) -> None:
         slug, after = frame.get("room"), frame.get("after")
         if not isinstance(slug, str) or not slug:
             raise FrameError("room must be a room slug.")
@@ -229,49 +290,56 @@ class NativeConsumer(AsyncWebsocketConsumer):
             room = await database_sync_to_async(room_for_member)(self.user, slug)
         except NotAllowed:
             raise FrameError("You are not a member of this room.", "forbidden", room=slug[:64]) from None
-        if room.pk not in self.streams and len(self.streams) >= settings.NATIVE_WS_MAX_ROOMS:
+        current = self.subscriptions.get(room.pk)
+        if current is None and len(self.subscriptions) >= settings.NATIVE_WS_MAX_ROOMS:
             raise FrameError(f"At most {settings.NATIVE_WS_MAX_ROOMS} rooms per connection.")
-        # Join first: anything committed after the backlog query then arrives as an event.
-        await self.join(room_group(room.pk))
-        head, last_visible = await database_sync_to_async(_room_head)(self.user.pk, room.pk)
+        if current is not None and current.live and after is None:
+            # Already live: answer as before, without moving the stream.
+            _, _, last_visible = await database_sync_to_async(subscribe_state)(self.user_id, room.pk)
+            return self.push(self.subscribed_frame(room.slug, last_visible, ref))
+        # Register first: anything committed after the head read below then arrives live.
+        sub = await self.hub.subscribe(self, room.pk, room.slug)
+        member, head, last_visible = await database_sync_to_async(subscribe_state)(self.user_id, room.pk)
+        if not member:  # removed between the two reads
+            self.hub.unsubscribe(sub)
+            raise FrameError("You are not a member of this room.", "forbidden", room=slug[:64])
+        sent_up_to = head
         if after is not None:
-            await self.send_backlog(room.pk, after, head)
-        stream = self.streams.get(room.pk)
-        if stream is None or stream.next_seq <= head:
-            self.streams[room.pk] = RoomStream(room.pk, room.slug, next_seq=head + 1)
-        await self.send_json(
-            self.with_ref({"type": "subscribed", "room": room.slug, "last_message_id": last_visible}, ref)
-        )
+            await self.send_backlog(room.pk, after, 1, head)
+        while (ahead := self.hub.go_live(sub, sent_up_to)) is not None:
+            # The room's feed already passed what we read: send the difference, then look again.
+            await self.send_backlog(room.pk, after if after is not None else -1, sent_up_to + 1, ahead)
+            sent_up_to = ahead
+        if self.subscriptions.get(room.pk) is sub:  # not ended meanwhile (membership removed)
+            self.push(self.subscribed_frame(room.slug, last_visible, ref))
 
-    async def send_backlog(self, room_id: int, after: int, head: int):
-        """Visible messages with id > after and seq <= head, read and sent a chunk at a time so
-        that a resume from long ago costs bounded memory."""
-        first = 1
-        while first <= head:
+    def subscribed_frame(self, slug: str, last_visible, ref) -> dict:
+        return self.with_ref({"type": "subscribed", "room": slug, "last_message_id": last_visible}, ref)
+
+    async def send_backlog(self, room_id: int, after: int, first: int, last: int) -> None:
+        """Visible messages with id > after and first <= seq <= last, a chunk at a time (bounded
+        memory, and the outbox drains between chunks)."""
+        while first <= last and not self.closed:
             chunk = await database_sync_to_async(seq_range)(
-                self.user.pk, room_id, first, head, after_id=after, limit=BACKLOG_CHUNK
+                self.user_id, room_id, first, last, after_id=after, limit=BACKLOG_CHUNK
             )
             for _, message in chunk:
-                await self.send_json({"type": "message", "message": message})
-            # Let the server flush to the socket between chunks: under daphne a long backlog
-            # would otherwise pile up unsent and look like a slow consumer (daphne_compat.py).
-            await asyncio.sleep(0)
+                self.push({"type": "message", "message": message})
+            await self.outbox.wait_below(BACKLOG_CHUNK)
             if len(chunk) < BACKLOG_CHUNK:
                 return
             first = chunk[-1][0] + 1
 
-    async def on_unsubscribe(self, frame, ref):
+    async def on_unsubscribe(self, frame, ref) -> None:
         slug = frame.get("room")
         if not isinstance(slug, str) or not slug:
             raise FrameError("room must be a room slug.")
-        for room_id, stream in list(self.streams.items()):
-            if stream.slug == slug:
-                await self.leave_room(room_id)
-        await self.send_json(
-            self.with_ref({"type": "unsubscribed", "room": slug[:64], "reason": "client"}, ref)
-        )
+        for sub in list(self.subscriptions.values()):
+            if sub.slug == slug:
+                self.hub.unsubscribe(sub)
+        self.push(self.with_ref({"type": "unsubscribed", "room": slug[:64], "reason": "client"}, ref))
 
-    async def on_send(self, frame, ref):
+    async def on_send(self, frame, ref) -> None:
         slug = frame.get("room")
         if not isinstance(slug, str) or not slug:
             raise FrameError("room must be a room slug.")
@@ -284,72 +352,16 @@ class NativeConsumer(AsyncWebsocketConsumer):
         except InvalidMessage as exc:
             raise FrameError(str(exc)) from None
         ack = {"type": "ack", "id": posted.message["id"], "client_id": posted.message["client_id"]}
-        await self.send_json(self.with_ref(ack, ref))
+        self.push(self.with_ref(ack, ref))
 
-    # --- channel-layer events ---------------------------------------------------------------
+    # --- output and closing -------------------------------------------------------------------
 
-    async def room_message(self, event):
-        stream = self.streams.get(event["room_id"])
-        if stream is None:
-            return
-        message = event["message"]
-        visible = may_see_event(self.user.pk, message["sender"]["id"], message["target_user_ids"])
-        if not stream.offer(event["seq"], message if visible else None):
-            return
-        gap = stream.missing()
-        if gap is not None:
-            fetched = await database_sync_to_async(seq_range)(self.user.pk, stream.room_id, *gap)
-            stream.fill(fetched, gap[1])
-        for ready in stream.ready():
-            await self.send_json({"type": "message", "message": ready})
-
-    async def membership_revoked(self, event):
-        stream = self.streams.get(event["room_id"])
-        if stream is None:
-            return
-        await self.leave_room(stream.room_id)
-        await self.send_json({"type": "unsubscribed", "room": stream.slug, "reason": "membership_revoked"})
-
-    async def credential_revoked(self, event):
-        await self.close_with(Close.UNAUTHORIZED, "revoked")
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    async def join(self, group: str):
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined.add(group)
-
-    async def leave_room(self, room_id: int):
-        self.streams.pop(room_id, None)
-        group = room_group(room_id)
-        self.groups_joined.discard(group)
-        await self.channel_layer.group_discard(group, self.channel_name)
-
-    def later(self, delay: float, callback):
-        loop = asyncio.get_running_loop()
-        self.timers.append(loop.call_later(delay, lambda: asyncio.ensure_future(callback())))
-
-    async def auth_timed_out(self):
-        if self.user is None and not self.closed:
-            await self.close_with(Close.AUTH_TIMEOUT, "auth_timeout")
-
-    async def credential_expired(self):
+    def push(self, frame: dict) -> None:
         if not self.closed:
-            await self.close_with(Close.UNAUTHORIZED, "expired")
+            self.outbox.push(encode(frame))
 
-    async def count_bad_frame(self):
-        now = time.monotonic()
-        self.bad_frames.append(now)
-        while self.bad_frames and now - self.bad_frames[0] > BAD_FRAME_WINDOW:
-            self.bad_frames.popleft()
-        if len(self.bad_frames) >= settings.NATIVE_WS_MAX_BAD_FRAMES:
-            await self.close_with(Close.PROTOCOL, "protocol_violation")
-
-    async def close_with(self, code: int, reason: str):
-        if self.closed:
-            return
-        self.closed = True
-        await self.close(code=code, reason=reason)
+    def send_error(self, code: str, detail: str, ref=None, **extra) -> None:
+        self.push(self.with_ref({"type": "error", "code": code, "detail": detail, **extra}, ref))
 
     @staticmethod
     def with_ref(frame: dict, ref) -> dict:
@@ -357,9 +369,47 @@ class NativeConsumer(AsyncWebsocketConsumer):
             frame["ref"] = ref
         return frame
 
-    async def send_error(self, code: str, detail: str, ref=None, **extra):
-        await self.send_json(self.with_ref({"type": "error", "code": code, "detail": detail, **extra}, ref))
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Close. A revocation (the hub's call) drops whatever is still queued: nothing more
+        may reach this client. ``flush``: a close the client caused (a flood, a bad frame)
+        goes out after the replies already queued, so the client sees why."""
+        self.closed = True  # at once: nothing more is queued, and the hub counts it closed
+        self.outbox.close(code, reason, flush=flush)
 
-    async def send_json(self, frame: dict):
+    def _closing(self) -> None:
+        """The outbox is closing (any cause, slow consumer included) or the client went away:
+        leave the hub at once, so nothing more is delivered to this socket."""
+        self.closed = True
+        self._cancel_timer()
+        if self.hub is not None:
+            self.hub.unregister(self)
+            self.hub = None
+
+    def count_bad_frame(self) -> None:
+        now = time.monotonic()
+        if self.bad_frames is None:
+            self.bad_frames = deque()
+        self.bad_frames.append(now)
+        while self.bad_frames and now - self.bad_frames[0] > BAD_FRAME_WINDOW:
+            self.bad_frames.popleft()
+        if len(self.bad_frames) >= settings.NATIVE_WS_MAX_BAD_FRAMES:
+            self.close(Close.PROTOCOL, "protocol_violation", flush=True)
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _later(self, delay: float, callback) -> None:
+        self._cancel_timer()
+        self.timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _auth_timed_out(self) -> None:
+        if self.user is None and not self.closed:
+            self.close(Close.AUTH_TIMEOUT, "auth_timeout", flush=True)
+
+    def _expired(self) -> None:
         if not self.closed:
-            await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+            self.close(Close.UNAUTHORIZED, "expired")

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.urls import path, re_path
 
 from config.env import env_bool
-from native_api.consumer import NativeConsumer
+from native_api.consumer import native_socket
 
 
 class NativeOriginValidator(OriginValidator):
@@ -51,7 +51,7 @@ class UnknownPath(AsyncWebsocketConsumer):
 
 def websocket_application():
     allowed = list(settings.ALLOWED_HOSTS) or ["localhost", "127.0.0.1", "[::1]"]
-    routes = [path("api/ws/native", NativeConsumer.as_asgi())]
+    routes = [path("api/ws/native", native_socket)]
     if env_bool("NATIVE_BENCH_BASELINES", False):  # benchmark baselines (bench/); never in production
         from bench import baselines
 

@@ -39,3 +39,10 @@ def seq_range(
         messages = messages.filter(id__gt=after_id)
     window = with_relations(messages.filter(message_filter(user_id)).order_by("seq"))[:limit]
     return [(m.seq, loaded_message_dict(m)) for m in window]
+
+
+def room_messages(room_id: int, first_seq: int, last_seq: int) -> list[tuple[int, dict]]:
+    """Every message with ``first_seq <= seq <= last_seq``, whoever may see it: a process's
+    gap-fill reads a room once for all its subscribers, and filters per recipient in memory."""
+    messages = Message.objects.filter(room_id=room_id, seq__gte=first_seq, seq__lte=last_seq)
+    return [(m.seq, loaded_message_dict(m)) for m in with_relations(messages.order_by("seq"))]

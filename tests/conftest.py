@@ -126,6 +126,11 @@ def _isolated(request, settings):
         setattr(settings, name, None)
     yield
     denylist.forget()
+    from live.hub import current_hub
+
+    hub = current_hub()
+    if hub is not None:
+        hub.stop()  # its event loop ends with the test; so does its change-log poller
 
 
 # --- keys and users ---------------------------------------------------------------------------

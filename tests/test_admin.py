@@ -676,7 +676,7 @@ async def test_deactivating_a_user_in_admin_closes_their_sockets(admin_client, g
     response = await sync_to_async(admin_client.post)(url("admin:auth_user_change", alice.pk), form)
 
     assert response.status_code == 302
-    assert await closed_with(alices, timeout=1) == (4401, "revoked")
+    assert await closed_with(alices, timeout=1) == (4403, "inactive")
     await bobs.send_json_to({"type": "ping"})
     assert await bobs.receive_json_from(timeout=1) == {"type": "pong"}
     await bobs.disconnect()

@@ -128,7 +128,7 @@ async def test_after_kill_9_every_acknowledged_message_arrives_once_and_in_order
     client = layer_redis()
     backlog = client.zcard(inbox)
     assert backlog >= 1, "events for the dead process pile up in its inbox"
-    capacity = get_channel_layer().capacity
+    capacity = get_channel_layer().get_capacity(next(iter(doomed_channels)))  # a hub's channel
     # Dated now: the layer sweeps events older than its 60-second expiry before each send.
     client.zadd(inbox, {f"filler-{n}": time.time() for n in range(capacity - backlog)})
     await stream_more(sender, 60, 80)

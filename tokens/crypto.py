@@ -20,7 +20,7 @@ NATIVE_TOKEN_PREFIX = "nat_"
 TICKET_PREFIX = "wst_"
 
 
-def _base62(number: int, width: int) -> str:
+def base62(number: int, width: int) -> str:
     chars = []
     while number:
         number, rem = divmod(number, 62)
@@ -29,11 +29,11 @@ def _base62(number: int, width: int) -> str:
 
 
 def _checksum(text: str) -> str:
-    return _base62(zlib.crc32(text.encode("ascii")), _CHECK_LEN)
+    return base62(zlib.crc32(text.encode("ascii")), _CHECK_LEN)
 
 
 def mint_secret(prefix: str) -> str:
-    body = _base62(int.from_bytes(secrets.token_bytes(_RANDOM_BYTES), "big"), _BODY_LEN)
+    body = base62(int.from_bytes(secrets.token_bytes(_RANDOM_BYTES), "big"), _BODY_LEN)
     return f"{prefix}{body}{_checksum(prefix + body)}"
 
 
@@ -60,4 +60,4 @@ def random_nonce() -> str:
 
 def public_id() -> str:
     """A non-secret identifier for a credential (token_id, jti): 128 bits, base62."""
-    return _base62(int.from_bytes(secrets.token_bytes(16), "big"), 22)
+    return base62(int.from_bytes(secrets.token_bytes(16), "big"), 22)

@@ -95,8 +95,10 @@ class WsTicket(models.Model):
     # The credential that minted it: exactly one of these is set.
     native_token = models.ForeignKey(NativeToken, null=True, blank=True, on_delete=models.CASCADE)
     service_jti = models.CharField(max_length=64, blank=True, db_index=True)
-    # A service token has no row to look at, so the ticket remembers when it ends.
+    # A service token has no row to look at, so the ticket remembers when it ends and when it
+    # was minted (for revoke_user_tokens' "not valid before"; null for legacy tokens).
     credential_expires_at = models.DateTimeField()
+    credential_issued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
@@ -129,3 +131,20 @@ class RevokedToken(models.Model):
 
     def __str__(self):
         return self.jti
+
+
+class CredentialFloor(models.Model):
+    """``revoke_user_tokens``: every credential of this user minted before ``not_before`` is dead.
+
+    Native tokens are also revoked row by row; the floor is what kills service tokens, which
+    have no row. The verifier reads it from the in-process revocation copy (tokens.denylist),
+    so checking it costs no query.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="credential_floor"
+    )
+    not_before = models.DateTimeField()
+
+    def __str__(self):
+        return f"credentials of {self.user_id} before {self.not_before}"

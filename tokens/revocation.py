@@ -1,7 +1,10 @@
 """Revocation: the one place that kills credentials, whoever asks (API, admin, manage.py).
 
 Every path has the same effect: the credential is refused by the verifier from the next
-request on, its unused tickets die, and its live sockets are told to close (4401).
+request on, its unused tickets die, and its live sockets close (4401) in every process. The
+last part is guaranteed by the change log (live.changes): each revocation writes its change in
+the same transaction, and every server process applies it from the database even when the push
+through the channel layer is lost.
 """
 
 from datetime import datetime, timedelta
@@ -10,28 +13,35 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from tokens.denylist import announce_change
-from tokens.live import close_sockets_after_commit, credential_group, user_group
-from tokens.models import NativeToken, RevokedToken, WsTicket
+from live.changes import record, record_ids
+from live.models import Change
+from tokens.models import CredentialFloor, NativeToken, RevokedToken, WsTicket
+
+# Rows per UPDATE: keeps a mass revocation's statements small (and under SQLite's variable limit).
+UPDATE_BATCH = 5000
 
 
 class UnknownTokenId(LookupError):
-    """No native token with that id (and no jti was given an expiry to deny-list it)."""
+    """Neither a native token id nor a jti this server could have issued."""
 
 
 @transaction.atomic
 def revoke_native_tokens(tokens_qs, *, by=None, reason: str = "") -> int:
     """Revoke the live tokens in ``tokens_qs``; returns how many were live."""
-    ids = list(tokens_qs.filter(revoked_at=None).values_list("pk", "public_id"))
-    if not ids:
+    # Locked, so that a token that matches the queryset cannot slip between the read and the
+    # update (PostgreSQL; SQLite's writes are serialised anyway).
+    rows = list(tokens_qs.filter(revoked_at=None).select_for_update().values_list("pk", "public_id"))
+    if not rows:
         return 0
-    pks = [pk for pk, _ in ids]
-    NativeToken.objects.filter(pk__in=pks, revoked_at=None).update(
-        revoked_at=timezone.now(), revoked_by=by, revoked_reason=reason[:200]
-    )
-    WsTicket.objects.filter(native_token__in=pks).filter(used_at=None).update(used_at=timezone.now())
-    close_sockets_after_commit(*(credential_group(public_id) for _, public_id in ids))
-    return len(ids)
+    now, pks = timezone.now(), [pk for pk, _ in rows]
+    for start in range(0, len(pks), UPDATE_BATCH):
+        batch = pks[start : start + UPDATE_BATCH]
+        NativeToken.objects.filter(pk__in=batch, revoked_at=None).update(
+            revoked_at=now, revoked_by=by, revoked_reason=reason[:200]
+        )
+        WsTicket.objects.filter(native_token__in=batch, used_at=None).update(used_at=now)
+    record_ids(Change.Kind.TOKENS_REVOKED, [public_id for _, public_id in rows])
+    return len(rows)
 
 
 @transaction.atomic
@@ -43,13 +53,13 @@ def revoke_jti(jti: str, *, expires_at: datetime, by=None, reason: str = "") -> 
     return entry
 
 
-def on_deny_listed(jti: str) -> None:
+def on_deny_listed(entry: RevokedToken) -> None:
     """Effects of a new deny-list row, however it was added (this module or admin)."""
-    WsTicket.objects.kill_unused(service_jti=jti)
-    # An operator may deny-list a native token id in admin: same effect as revoking it.
-    revoke_native_tokens(NativeToken.objects.filter(public_id=jti), reason="deny-listed")
-    announce_change()
-    close_sockets_after_commit(credential_group(jti))
+    with transaction.atomic():
+        WsTicket.objects.kill_unused(service_jti=entry.jti)
+        # An operator may deny-list a native token id in admin: same effect as revoking it.
+        revoke_native_tokens(NativeToken.objects.filter(public_id=entry.jti), reason="deny-listed")
+        record_ids(Change.Kind.JTIS_DENIED, [entry.jti], expires_at=entry.expires_at.isoformat())
 
 
 def revoke_credential(credential, *, by=None, reason: str = "") -> None:
@@ -60,16 +70,25 @@ def revoke_credential(credential, *, by=None, reason: str = "") -> None:
         revoke_jti(credential.id, expires_at=credential.expires_at, by=by, reason=reason)
 
 
-def revoke_by_id(token_id: str, *, expires_at: datetime | None = None, by=None, reason: str = "") -> str:
+def revoke_by_id(
+    token_id: str, *, expires_at: datetime | None = None, force_jti: bool = False, by=None, reason: str = ""
+) -> str:
     """``manage.py revoke_token``: a native token id, or else a service-token jti.
 
-    Returns "native" or "service". A jti needs ``expires_at`` (when the token would expire
-    anyway); without it we keep the entry for the longest service-token lifetime.
+    Returns "native" or "service". An id that is neither a native token id nor a jti this
+    server could have issued raises UnknownTokenId, unless ``force_jti`` deny-lists it anyway
+    (a jti minted before jtis carried their tag, or by a server with another key). A jti needs
+    ``expires_at`` (when the token would expire anyway); without it we keep the entry for the
+    longest service-token lifetime.
     """
+    from tokens.service_tokens import is_issued_jti
+
     if revoke_native_tokens(NativeToken.objects.filter(public_id=token_id), by=by, reason=reason):
         return "native"
     if NativeToken.objects.filter(public_id=token_id).exists():
         return "native"  # already revoked: nothing more to do
+    if not (force_jti or is_issued_jti(token_id)):
+        raise UnknownTokenId(token_id)
     if expires_at is None:
         expires_at = timezone.now() + timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL)
     revoke_jti(token_id, expires_at=expires_at, by=by, reason=reason)
@@ -78,8 +97,11 @@ def revoke_by_id(token_id: str, *, expires_at: datetime | None = None, by=None, 
 
 @transaction.atomic
 def revoke_user(user, *, by=None, reason: str = "") -> int:
-    """Every native token of ``user``, and every live socket of theirs (service tokens included)."""
+    """Every credential of ``user``: their native tokens (returns how many were live), every
+    service token minted before now, their unused tickets, and so every live socket of theirs."""
     count = revoke_native_tokens(NativeToken.objects.filter(user=user), by=by, reason=reason)
     WsTicket.objects.kill_unused(user=user)
-    close_sockets_after_commit(user_group(user.pk))
+    now = timezone.now()
+    CredentialFloor.objects.update_or_create(user=user, defaults={"not_before": now})
+    record(Change.Kind.USER_FLOOR, [{"user": user.pk, "not_before": now.isoformat()}])
     return count

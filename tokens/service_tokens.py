@@ -2,7 +2,11 @@
 
 ``nst_`` + ``django.core.signing.dumps(payload)`` under our own salt, so a token is checked
 without a database row and ``SECRET_KEY_FALLBACKS`` makes key rotation painless. The payload
-carries a ``jti`` so one token can be put on the deny-list (tokens.denylist).
+carries a ``jti`` so one token can be put on the deny-list (tokens.denylist), and ``iat`` so that
+``revoke_user_tokens`` can kill every token of a user minted before a moment.
+
+A jti ends with a short HMAC tag under SECRET_KEY: an operator who mistypes a jti for
+``revoke_token`` is told so, instead of deny-listing an id that matches nothing.
 """
 
 from dataclasses import dataclass
@@ -11,13 +15,17 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core import signing
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
-from tokens.crypto import public_id
+from tokens.crypto import base62, public_id
 from tokens.exceptions import ExpiredCredential, MalformedCredential
 
 PREFIX = "nst_"
 _SALT = "tokens.service-token.v1"
+_JTI_SALT = "tokens.service-token.jti.v1"
 _MAX_LENGTH = 1024
+_JTI_BODY = 22  # public_id()'s 128 random bits
+_JTI_TAG = 6  # 32 bits of HMAC, base62
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ def mint(user, *, ttl: int | None = None, name: str = "") -> tuple[str, ServiceT
         raise ValueError(f"ttl must be between 1 and {settings.NATIVE_SERVICE_TOKEN_MAX_TTL} seconds")
     issued_at = timezone.now().replace(microsecond=0)
     expires_at = issued_at + timedelta(seconds=ttl)
-    claims = ServiceTokenClaims(public_id(), user.pk, name[:100], expires_at, issued_at)
+    claims = ServiceTokenClaims(new_jti(), user.pk, name[:100], expires_at, issued_at)
     payload = {
         "jti": claims.jti,
         "sub": user.pk,
@@ -45,6 +53,31 @@ def mint(user, *, ttl: int | None = None, name: str = "") -> tuple[str, ServiceT
         "exp": int(expires_at.timestamp()),
     }
     return PREFIX + signing.dumps(payload, salt=_SALT, compress=False), claims
+
+
+def _jti_tag(body: str, secret) -> str:
+    digest = salted_hmac(_JTI_SALT, body, secret=secret, algorithm="sha256").digest()
+    return base62(int.from_bytes(digest[:4], "big"), _JTI_TAG)
+
+
+def new_jti() -> str:
+    body = public_id()
+    return body + _jti_tag(body, settings.SECRET_KEY)
+
+
+def is_issued_jti(value: str) -> bool:
+    """True when ``value`` is a jti this server (its SECRET_KEY or a fallback) could have minted."""
+    if (
+        not isinstance(value, str)
+        or len(value) != _JTI_BODY + _JTI_TAG
+        or not (value.isascii() and value.isalnum())
+    ):
+        return False
+    body, tag = value[:_JTI_BODY], value[_JTI_BODY:]
+    return any(
+        constant_time_compare(_jti_tag(body, secret), tag)
+        for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    )
 
 
 def looks_like_service_token(value: str) -> bool:

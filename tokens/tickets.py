@@ -18,6 +18,7 @@ def mint_ticket(credential: Credential) -> str:
         native_token=credential.native_token,
         service_jti="" if credential.native_token else credential.id,
         credential_expires_at=credential.expires_at,
+        credential_issued_at=credential.issued_at if credential.native_token is None else None,
         expires_at=timezone.now() + timedelta(seconds=settings.NATIVE_TICKET_TTL),
     )
     return raw

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from tokens import crypto, service_tokens
@@ -61,14 +61,20 @@ def consume_ticket(raw: str) -> Credential:
     """Burn a websocket ticket and return the credential that minted it, re-verified."""
     if not crypto.is_well_formed(raw, crypto.TICKET_PREFIX):
         raise MalformedCredential()
-    ticket = WsTicket.objects.claim(crypto.digest(raw))
+    ticket = WsTicket.objects.claim(crypto.digest(raw), **_change_head())
     if ticket is None:
         raise UnknownCredential()
     if ticket.native_token is not None:
         token = ticket.native_token
         token.user = ticket.user
         return _check_native(token)
-    return _check_service_jti(ticket.service_jti, ticket.user, ticket.credential_expires_at)
+    return _check_service_jti(
+        ticket.service_jti,
+        ticket.user,
+        ticket.credential_expires_at,
+        ticket.credential_issued_at,
+        (ticket.change_epoch, ticket.change_head),
+    )
 
 
 def _check_native(token: NativeToken) -> Credential:
@@ -82,18 +88,33 @@ def _check_native(token: NativeToken) -> Credential:
     return Credential("native", token.public_id, token.user, token.expires_at, token, token.created_at)
 
 
+def _change_head() -> dict:
+    """Annotations for the change log's head (epoch, seq), read in the same statement as the
+    credential (no extra query): the deny-list copy is synced up to it (tokens.denylist)."""
+    from live.models import ChangeHead
+
+    head = ChangeHead.objects.filter(pk=1)
+    return {
+        "change_epoch": Subquery(head.values("epoch")[:1]),
+        "change_head": Subquery(head.values("seq")[:1]),
+    }
+
+
 def _verify_service_token(raw: str) -> Credential:
     claims = service_tokens.read(raw)
-    user = get_user_model().objects.filter(pk=claims.user_id).first()
+    user = get_user_model().objects.filter(pk=claims.user_id).annotate(**_change_head()).first()
     if user is None:
         raise UnknownCredential()
-    return _check_service_jti(claims.jti, user, claims.expires_at, claims.issued_at)
+    head = (user.change_epoch, user.change_head)
+    return _check_service_jti(claims.jti, user, claims.expires_at, claims.issued_at, head)
 
 
-def _check_service_jti(jti: str, user, expires_at: datetime, issued_at: datetime | None = None) -> Credential:
+def _check_service_jti(
+    jti: str, user, expires_at: datetime, issued_at: datetime | None, head: tuple
+) -> Credential:
     if expires_at <= timezone.now():
         raise ExpiredCredential()
-    if denylist.contains(jti):
+    if denylist.refuses(jti, user.pk, issued_at, (head[0] or "", head[1] or 0)):
         raise RevokedCredential()
     _check_user(user)
     return Credential("service", jti, user, expires_at, issued_at=issued_at)
@@ -119,4 +140,4 @@ def still_valid(credential: Credential) -> bool:
         return False
     if credential.native_token is not None:
         return NativeToken.objects.live().filter(pk=credential.native_token.pk).exists()
-    return not denylist.contains(credential.id)
+    return not denylist.refuses(credential.id, credential.user.pk, credential.issued_at, None)

@@ -1,8 +1,11 @@
-"""Helpers shared by the operator commands (tokens and rooms), so they fail in the same words."""
+"""Helpers shared by the operator commands (tokens and rooms), so they fail and report in the
+same words."""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
+
+from live.confirm import wait_for
 
 
 def user_or_error(username: str):
@@ -13,17 +16,38 @@ def user_or_error(username: str):
     return user
 
 
-# Embedded mode (no REDIS_URL): the channel layer and the cache live inside each process, so a
-# command cannot signal the server. The database change itself is durable either way.
-IN_MEMORY_LAYER_NOTE = (
-    "note: REDIS_URL is not set, so this command cannot signal a running server: its live "
-    "websockets do not notice this change, and a deny-listed service token may still be accepted "
-    "there for up to 60 s. For an immediate effect make the change in /admin/ (it runs inside the "
-    "server) or restart the server."
-)
+def add_wait_argument(parser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="how long to wait for the running server processes to confirm that their live sockets "
+        "obeyed (default 3; 0 does not wait)",
+    )
 
 
-def reaches_other_processes() -> bool:
-    """False in the embedded setup: an in-memory channel layer lives and dies with this process."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    return not backend.endswith("InMemoryChannelLayer")
+def report_live_effect(command, recorded: list, wait: float) -> None:
+    """Say how the change reaches live sockets, and what the server processes confirmed.
+
+    The change is committed before this runs: the server processes apply it from the database
+    whether or not the push below got through, and this reports what they really did.
+    """
+    seqs = [seq for item in recorded for seq in item.seqs]
+    if not seqs:
+        return
+    failed = [item.push_error or "not committed yet" for item in recorded if not item.pushed]
+    bound = settings.NATIVE_LIVE_POLL_INTERVAL * 2 + 1
+    if failed:
+        command.stdout.write(
+            f"push to the servers failed ({failed[0]}): they read the change from the database, "
+            f"within {bound:g} s of its commit"
+        )
+    else:
+        command.stdout.write("pushed to the running servers through the channel layer")
+    if wait <= 0:
+        command.stdout.write(f"live sockets: every live server process applies it within {bound:g} s")
+        return
+    confirmation = wait_for(recorded[-1].epoch, seqs, timeout=wait)
+    for line in confirmation.lines():
+        (command.stdout if confirmation.complete else command.stderr).write(line)

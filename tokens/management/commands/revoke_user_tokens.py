@@ -1,15 +1,19 @@
-"""``manage.py revoke_user_tokens``: log a user out everywhere."""
+"""``manage.py revoke_user_tokens``: every credential of a user, at once (log out everywhere)."""
 
 from django.core.management.base import BaseCommand
 
-from tokens.management import IN_MEMORY_LAYER_NOTE, reaches_other_processes, user_or_error
+from live.changes import capture
+from native_api.timestamps import isoformat
+from tokens.management import add_wait_argument, report_live_effect, user_or_error
+from tokens.models import CredentialFloor, WsTicket
 from tokens.revocation import revoke_user
 
 
 class Command(BaseCommand):
     help = (
-        "Revoke every native token of USERNAME and close all of their live websockets "
-        "(4401). Service tokens stay valid for new requests: revoke them by jti with revoke_token."
+        "Revoke every credential of USERNAME: their native tokens, every service token minted "
+        "for them before now, and their unused websocket tickets; every live websocket of theirs "
+        "closes (4401) in every server process."
     )
 
     def add_arguments(self, parser):
@@ -17,11 +21,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reason", default="", help="kept with each revoked token (at most 200 characters)"
         )
+        add_wait_argument(parser)
 
-    def handle(self, *args, username, reason, **options):
+    def handle(self, *args, username, reason, wait, **options):
         user = user_or_error(username)
-        count = revoke_user(user, reason=reason or "manage.py revoke_user_tokens")
-        noun = "token" if count == 1 else "tokens"
-        self.stdout.write(f"revoked {count} native {noun} of user {username!r} and closed their live sockets")
-        if not reaches_other_processes():
-            self.stderr.write(IN_MEMORY_LAYER_NOTE, style_func=str)
+        tickets = WsTicket.objects.pending().filter(user=user).count()
+        with capture() as recorded:
+            count = revoke_user(user, reason=reason or "manage.py revoke_user_tokens")
+        now = isoformat(CredentialFloor.objects.get(user=user).not_before)
+        self.stdout.write(
+            f"revoked every credential of user {username!r} at {now}: {count} native "
+            f"{'token' if count == 1 else 'tokens'}, every service token minted before then, "
+            f"{tickets} unused {'ticket' if tickets == 1 else 'tickets'}"
+        )
+        report_live_effect(self, recorded, wait)

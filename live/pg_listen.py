@@ -1,0 +1,51 @@
+"""PostgreSQL LISTEN for the change log: NOTIFY is sent by the database itself when a change
+commits (live.changes), so a server process hears of a change within milliseconds even when the
+process that made it could not reach Redis. Best effort: a lost connection only costs latency,
+the poller's interval is the floor."""
+
+import logging
+import threading
+
+import psycopg
+
+from live.changes import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    def __init__(self, wake: threading.Event, stop: threading.Event):
+        self._wake, self._stop = wake, stop
+        self._thread = threading.Thread(target=self._run, name="live-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _params(self) -> dict:
+        from django.db import connections
+
+        params = connections["default"].get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        return params
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**self._params(), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if failing:
+                        failing = False
+                        logger.warning("change-log LISTEN connection restored")
+                    self._wake.set()  # a NOTIFY may have been missed while we were away
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self._wake.set()
+            except Exception as exc:
+                if not failing:
+                    failing = True
+                    logger.warning(
+                        "change-log LISTEN connection failed (%s); polling only", type(exc).__name__
+                    )
+                self._stop.wait(2.0)
