@@ -345,6 +345,23 @@ def test_it_compares_the_embedded_rsa_key_by_value_as_openssh_does(keys, signatu
     verify_sshsig(public(keys, "rsa2048"), MESSAGE, armored, NAMESPACE)
 
 
+@pytest.mark.parametrize(
+    "name, verifies", [(b"rsa-sha2-512", True), (b"rsa-sha2-256", True), (b"RSA", False)]
+)
+def test_it_takes_the_key_type_names_current_openssh_takes_for_an_embedded_rsa_key(
+    keys, signatures, name, verifies
+):
+    # sshkey_type_from_name() maps the RSA signature algorithm names to RSA keys too; short
+    # names ("RSA") are refused on the wire since OpenSSH 9.9.
+    blob = public(keys, "rsa2048").blob
+    renamed = ssh_string(name) + blob[4 + len(b"ssh-rsa") :]
+    armored = with_fields(signatures["rsa2048"], publickey=renamed)
+    if verifies:
+        verify_sshsig(public(keys, "rsa2048"), MESSAGE, armored, NAMESPACE)
+    else:
+        assert "different key" in str(assert_rejected(keys, "rsa2048", armored))
+
+
 def test_it_compares_the_embedded_ecdsa_key_by_value_as_openssh_does(keys, signatures):
     key_type, curve, point = read_strings(public(keys, "ecdsa256").blob)
     renamed = ssh_string(key_type) + ssh_string(curve + b"\0") + ssh_string(point)
@@ -367,8 +384,9 @@ def test_it_allows_leading_zeros_in_an_ecdsa_integer_up_to_openssh_s_limit(
         assert "too large" in str(assert_rejected(keys, "ecdsa256", armored))
 
 
-def test_it_refuses_an_ed25519_signature_with_a_non_canonical_s_unlike_openssh(keys, signatures):
-    # A stricter policy: RFC 8032 requires S below the group order; OpenSSH reduces it instead.
+def test_it_refuses_an_ed25519_signature_with_a_non_canonical_s(keys, signatures):
+    # RFC 8032 requires S below the group order. OpenSSH 10.3 and later verify Ed25519 with
+    # libcrypto and refuse it too; older OpenSSH reduced S instead (docs/security.md).
     order = 2**252 + 27742317777372353535851937790883648493
     algorithm, value = read_strings(envelope_fields(signatures["ed25519"]).signature)
     s = int.from_bytes(value[32:], "little") + order

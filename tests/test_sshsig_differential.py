@@ -5,8 +5,9 @@ Keys of every type ssh-keygen makes here, supported and refused, sign one messag
 key, namespace, reserved, hash algorithm, signature algorithm, every part of the signature
 value, length fields, trailing bytes, armour) plus seeded random corruptions. Every variant goes
 to both verifiers. They must agree, except for the stricter policies docs/security.md lists
-("SSHSIG: agreement with OpenSSH"); those are spelled out below, and each is asserted the other
-way round: OpenSSH accepts, we refuse.
+("SSHSIG: agreement with OpenSSH"), each asserted the other way round (OpenSSH accepts, we
+refuse), and for rules OpenSSH changed after the local ssh-keygen's version: there we do what
+the current OpenSSH does, and the local one must do the opposite.
 
 The cases are a fixed list (the random ones seeded); only the keys are fresh each session.
 """
@@ -60,14 +61,18 @@ ECDSA_ORDERS = {
         16,
     ),
 }
+# OpenSSH's short key type names (as ssh-keygen -t takes them), by kind.
+SHORT_NAMES = {
+    "ed25519": b"ED25519",
+    **{kind: b"ECDSA" for kind in ("ecdsa256", "ecdsa384", "ecdsa521")},
+    **{kind: b"RSA" for kind in ("rsa2048", "rsa3072", "rsa1024")},
+    "dsa": b"DSA",
+}
 BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 MAX_MPINT_BYTES = 16384 // 8 + 1  # OpenSSH's SSHBUF_MAX_BIGNUM, plus a leading zero byte
 
 # Cases where OpenSSH accepts and we deliberately refuse (docs/security.md says why).
-STRICTER_CASES = {
-    "ed25519/signature/s-plus-group-order": "Ed25519 S must be below the group order (RFC 8032)",
-    "*/armour/over-16-kib": "armoured signatures over 16 KiB are refused before decoding",
-}
+STRICTER_CASES = {"*/armour/over-16-kib": "armoured signatures over 16 KiB are refused before decoding"}
 # Key types we refuse outright, whatever the signature: OpenSSH accepts their originals.
 REFUSED_KIND_REASONS = {
     "rsa1024": "RSA keys under 2048 bits",
@@ -75,9 +80,18 @@ REFUSED_KIND_REASONS = {
     "sk-ed25519": "security-key (sk-*) keys",
     "cert-ed25519": "certificates as registered keys",
 }
-# We follow the current OpenSSH: these cases need at least the given version to be accepted
-# (Debian 12 has 9.2). sshsig.c accepts CRLF after the armour header since 9.5.
-NEWER_OPENSSH_CASES = {"*/armour/crlf": (9, 5)}
+# Where OpenSSH changed its mind we follow the current one; the local ssh-keygen may be older
+# (Debian 12 has 9.2). Case pattern: (version of the change, whether OpenSSH accepts since).
+OPENSSH_CHANGES = {
+    # sshsig_dearmor() accepts CRLF after the header line.
+    "*/armour/crlf": ((9, 5), True),
+    # sshkey_type_from_name() no longer takes short names ("RSA", "ed25519") on the wire.
+    "ed25519/publickey/type-short-name*": ((9, 9), False),
+    "rsa*/publickey/type-short-name*": ((9, 9), False),
+    # Ed25519 is verified by libcrypto (RFC 8032: S below the group order); OpenSSH's own code
+    # only checked S's top three bits and reduced it.
+    "ed25519/signature/s-plus-group-order": ((10, 3), False),
+}
 
 
 @dataclass(frozen=True)
@@ -166,6 +180,12 @@ def envelope_variants(signer: Signer, others: dict[str, Signer]) -> dict[str, Va
         "publickey/empty": Variant(env.replace(publickey=b"").armored()),
         "publickey/type-with-trailing-nul": Variant(
             env.replace(publickey=with_key_type(signer.blob, read_strings(signer.blob)[0] + b"\0")).armored()
+        ),
+        "publickey/type-short-name": Variant(
+            env.replace(publickey=with_key_type(signer.blob, SHORT_NAMES[signer.kind])).armored()
+        ),
+        "publickey/type-short-name-lowercase": Variant(
+            env.replace(publickey=with_key_type(signer.blob, SHORT_NAMES[signer.kind].lower())).armored()
         ),
         "publickey/type-with-embedded-nul": Variant(
             env.replace(
@@ -283,7 +303,7 @@ def ed25519_variants(signer: Signer) -> dict[str, Variant]:
     r, s = value[:32], int.from_bytes(value[32:], "little")
     key = read_strings(signer.blob)[1]
     return {
-        # OpenSSH's Ed25519 code reduces S modulo the group order, so S + L still verifies there.
+        # Before 10.3 OpenSSH's own Ed25519 code reduced S modulo the group order: S + L verified.
         "signature/s-plus-group-order": Variant(
             with_signature(env, algorithm, r + (s + ED25519_ORDER).to_bytes(32, "little"))
         ),
@@ -394,6 +414,12 @@ def rsa_variants(signer: Signer) -> dict[str, Variant]:
         "sigalg/ssh-rsa-label": Variant(with_signature(env, b"ssh-rsa", value)),
         "resigned/rsa-sha2-256": resigned("rsa-sha2-256"),
         "resigned/ssh-rsa-sha1": resigned("ssh-rsa"),
+        "publickey/type-rsa-sha2-256": Variant(
+            env.replace(publickey=with_key_type(signer.blob, b"rsa-sha2-256")).armored()
+        ),
+        "publickey/type-rsa-sha2-512": Variant(
+            env.replace(publickey=with_key_type(signer.blob, b"rsa-sha2-512")).armored()
+        ),
         "publickey/e-with-leading-zero": key(b"\0" + e_bytes, n_bytes),
         "publickey/n-with-extra-leading-zero": key(e_bytes, b"\0" + n_bytes),
         "publickey/e-negative": key(b"\xff" + e_bytes, n_bytes),
@@ -620,20 +646,20 @@ def describe(outcomes: list[Outcome]) -> str:
 
 
 @pytest.fixture(scope="session")
-def too_new_for_local_openssh() -> list[str]:
-    """The NEWER_OPENSSH_CASES patterns the local ssh-keygen is too old to accept."""
+def changes_after_local_openssh() -> list[str]:
+    """The OPENSSH_CHANGES patterns made after the local ssh-keygen's version."""
     local = openssh_version()
-    return [pattern for pattern, version in NEWER_OPENSSH_CASES.items() if local < version]
+    return [pattern for pattern, (version, _) in OPENSSH_CHANGES.items() if local < version]
 
 
 @pytest.mark.parametrize("kind", SUPPORTED_KINDS)
-def test_the_verifier_agrees_with_ssh_keygen_on_every_variant(outcomes, too_new_for_local_openssh, kind):
+def test_the_verifier_agrees_with_ssh_keygen_on_every_variant(outcomes, changes_after_local_openssh, kind):
     disagreements = [
         outcome
         for case, outcome in outcomes.items()
         if case.startswith(f"{kind}/")
         and not matches(case, STRICTER_CASES)
-        and not matches(case, too_new_for_local_openssh)
+        and not matches(case, changes_after_local_openssh)
         and outcome.openssh != outcome.ours
     ]
     assert not disagreements, "disagreements with ssh-keygen -Y verify:\n" + describe(disagreements)
@@ -659,18 +685,19 @@ def test_refused_key_types_are_refused_although_openssh_accepts_them(outcomes, k
     assert not accepted, f"{REFUSED_KIND_REASONS[kind]} must be refused:\n" + describe(accepted)
 
 
-def test_cases_only_newer_openssh_accepts_are_accepted_and_older_refuses_them(
-    outcomes, too_new_for_local_openssh
-):
-    for pattern in NEWER_OPENSSH_CASES:
+def test_where_openssh_changed_we_do_what_the_current_one_does(outcomes, changes_after_local_openssh):
+    for pattern, (version, accepted_since) in OPENSSH_CHANGES.items():
         listed = [
             outcome
             for case, outcome in outcomes.items()
             if fnmatch.fnmatchcase(case, pattern) and case.split("/")[0] in SUPPORTED_KINDS
         ]
-        assert listed and all(outcome.ours for outcome in listed), describe(listed)
-        if pattern in too_new_for_local_openssh:  # otherwise the agreement test covers them
-            assert not any(outcome.openssh for outcome in listed), describe(listed)
+        assert listed, f"no case matches {pattern!r}"
+        assert all(outcome.ours == accepted_since for outcome in listed), describe(listed)
+        if pattern in changes_after_local_openssh:  # else the agreement test covers them
+            assert all(outcome.openssh != accepted_since for outcome in listed), (
+                f"OpenSSH before {version} should do the opposite:\n" + describe(listed)
+            )
 
 
 @pytest.mark.parametrize(

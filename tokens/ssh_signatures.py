@@ -5,10 +5,10 @@ The SSHSIG envelope (OpenSSH's PROTOCOL.sshsig) is parsed here directly on top o
 NotImplementedError for ECDSA keys. Doing it ourselves gives one code path for Ed25519,
 ECDSA (P-256/384/521) and RSA, and lets every failure surface as SignatureError.
 
-verify_sshsig() accepts exactly what `ssh-keygen -Y verify` accepts (sshsig.c), minus our
-stricter policies: no DSA, security-key or certificate keys, no RSA key under 2048 bits, Ed25519
-S below the group order, armour at most 16 KiB. docs/security.md ("SSHSIG: agreement with
-OpenSSH") lists the rules; tests/test_sshsig_differential.py checks them against ssh-keygen.
+verify_sshsig() accepts exactly what `ssh-keygen -Y verify` of the current OpenSSH accepts
+(sshsig.c), minus our stricter policies: no DSA, security-key or certificate keys, no RSA key
+under 2048 bits, armour at most 16 KiB. docs/security.md ("SSHSIG: agreement with OpenSSH")
+lists the rules; tests/test_sshsig_differential.py checks them against ssh-keygen.
 The armour and the wire-format readers live in tokens/sshsig_armor.py and tokens/sshsig_wire.py.
 """
 
@@ -53,6 +53,9 @@ _ECDSA_CURVES = {key_type: key_type.rsplit("-", 1)[1].encode() for key_type in _
 # Only the SHA-2 RSA signature algorithms; "ssh-rsa" (SHA-1) signatures are refused.
 _RSA_SIGNATURE_HASHES = {b"rsa-sha2-256": hashes.SHA256, b"rsa-sha2-512": hashes.SHA512}
 SUPPORTED_KEY_TYPES = frozenset({"ssh-ed25519", "ssh-rsa", *_ECDSA_HASHES})
+# In a signature's embedded key, OpenSSH's key type table (sshkey_type_from_name) also names
+# RSA keys after their signature algorithms.
+_KEY_TYPE_NAMES = {"ssh-rsa": {b"ssh-rsa", b"rsa-sha2-256", b"rsa-sha2-512"}}
 
 
 class SshKeyError(ValueError):
@@ -142,11 +145,11 @@ def _is_same_key(blob: bytes, key_type: str, key) -> bool:
     """Whether the key embedded in a signature is `key`, compared by value as sshkey_equal() does.
 
     OpenSSH parses the embedded blob and compares the numbers, so an encoding that differs
-    byte for byte (an RSA exponent with a leading zero byte, a type name ending in NUL) is
-    still the same key; a certificate of the key is not.
+    byte for byte (an RSA exponent with a leading zero byte, a type name ending in NUL or
+    "rsa-sha2-512" for "ssh-rsa") is still the same key; a certificate of the key is not.
     """
     reader = Reader(blob, SignatureError)
-    if reader.cstring() != key_type.encode():
+    if reader.cstring() not in _KEY_TYPE_NAMES.get(key_type, {key_type.encode()}):
         return False
     if isinstance(key, ed25519.Ed25519PublicKey):
         same = reader.string() == key.public_bytes_raw()
