@@ -173,9 +173,9 @@ def _verify_raw(key, key_type: str, signature: bytes, data: bytes) -> None:
     if key_type == "ssh-ed25519" and algorithm == b"ssh-ed25519":
         key.verify(sig_bytes, data)
     elif key_type in _ECDSA_HASHES and algorithm == key_type.encode():
-        point = Reader(sig_bytes, SignatureError)
-        r, s = point.mpint(), point.mpint()
-        point.finish()
+        integers = Reader(sig_bytes, SignatureError)
+        r, s = integers.mpint(), integers.mpint()
+        integers.finish()
         key.verify(encode_dss_signature(r, s), data, ec.ECDSA(_ECDSA_HASHES[key_type]()))
     elif key_type == "ssh-rsa" and algorithm in _RSA_SIGNATURE_HASHES:
         # Like OpenSSH (and RFC 8332), left-pad a short signature to the modulus length: some
