@@ -9,6 +9,10 @@ Typical use::
     with ssh_agent(key) as env:                     # a real agent holding the key
         armored = sign_with_agent(pub_path(key), b"hello", "example-namespace", env)
 
+For hostile and unusual signatures: Envelope (the SSHSIG fields, to change one and re-armour),
+sign_with_cryptography() (signatures ssh-keygen will not make, e.g. over a non-empty reserved
+field) and ssh_keygen_verifies() (what the real `ssh-keygen -Y verify` says about a signature).
+
 Passphrases are fed to ssh-keygen/ssh-add through SSH_ASKPASS (SSH_ASKPASS_REQUIRE=force), so
 nothing ever waits on a terminal. Every command runs with the caller's agent variables
 removed, so a developer's own ssh-agent never leaks into a test.
@@ -17,17 +21,25 @@ removed, so a developer's own ssh-agent never leaks into a test.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
+import dataclasses
+import functools
+import hashlib
+import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 KEY_KINDS: dict[str, list[str]] = {
     "ed25519": ["-t", "ed25519"],
@@ -36,6 +48,8 @@ KEY_KINDS: dict[str, list[str]] = {
     "ecdsa521": ["-t", "ecdsa", "-b", "521"],
     "rsa2048": ["-t", "rsa", "-b", "2048"],
     "rsa1024": ["-t", "rsa", "-b", "1024"],
+    "rsa3072": ["-t", "rsa", "-b", "3072"],
+    "dsa": ["-t", "dsa"],  # OpenSSH 10 dropped DSA: make_key raises RuntimeError there
 }
 _TIMEOUT = 30
 _askpass_dir: str | None = None
@@ -197,3 +211,185 @@ def fingerprint(pub_key_path: Path | str) -> str:
     """The "SHA256:..." fingerprint as printed by `ssh-keygen -lf`."""
     output = _run(["ssh-keygen", "-E", "sha256", "-lf", str(pub_key_path)], env=_base_env())
     return output.split()[1]
+
+
+def make_keys(directory: Path | str, kinds_by_name: dict[str, str]) -> dict[str, Path]:
+    """make_key() for several keys at once, in parallel threads (RSA 3072 takes a while).
+
+    Keys are named by the caller ({"alice": "ed25519", ...}); each gets its own subdirectory,
+    so two threads never race for the same file name.
+    """
+
+    def make(name: str) -> Path:
+        subdirectory = Path(directory, name)
+        subdirectory.mkdir(parents=True, exist_ok=True)
+        return make_key(subdirectory, kinds_by_name[name])
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(zip(kinds_by_name, pool.map(make, kinds_by_name), strict=True))
+
+
+def openssh_version() -> tuple[int, int]:
+    """The (major, minor) version of the local OpenSSH client tools, e.g. (9, 2)."""
+    result = subprocess.run(["ssh", "-V"], capture_output=True, env=_base_env(), timeout=_TIMEOUT)
+    match = re.search(r"OpenSSH_(\d+)\.(\d+)", result.stderr.decode(errors="replace"))
+    if match is None:
+        raise RuntimeError(f"cannot tell the OpenSSH version from {result.stderr!r}")
+    return int(match[1]), int(match[2])
+
+
+def ssh_keygen_verifies(
+    allowed_key_line: str, message: bytes, armored: str | bytes, namespace: str, directory: Path | str
+) -> bool:
+    """Whether `ssh-keygen -Y verify` accepts `armored` over `message` by the one allowed key.
+
+    The signature is written to a fresh file in `directory` (so threads can call this at
+    once); the allowed_signers file names the key for a single principal.
+    """
+    workdir = Path(tempfile.mkdtemp(dir=directory))
+    try:
+        allowed = workdir / "allowed_signers"
+        allowed.write_text(f"signer@tests {' '.join(allowed_key_line.split()[:2])}\n")
+        signature = workdir / "message.sig"
+        signature.write_bytes(armored.encode() if isinstance(armored, str) else armored)
+        args = ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", "signer@tests"]
+        args += ["-n", namespace, "-s", str(signature)]
+        result = subprocess.run(args, input=message, capture_output=True, env=_base_env(), timeout=_TIMEOUT)
+        return result.returncode == 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- SSHSIG envelopes (PROTOCOL.sshsig), for building hostile and unusual signatures ----------
+
+
+def ssh_string(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def ssh_mpint(value: int) -> bytes:
+    """An SSH mpint (RFC 4251 section 5) in its minimal form, for a non-negative value."""
+    return ssh_string(value.to_bytes(value.bit_length() // 8 + 1, "big") if value else b"")
+
+
+def read_strings(data: bytes) -> list[bytes]:
+    fields = []
+    while data:
+        n = int.from_bytes(data[:4], "big")
+        fields.append(data[4 : 4 + n])
+        data = data[4 + n :]
+    return fields
+
+
+def armor(raw: bytes, width: int = 70) -> str:
+    """Armour like ssh-keygen does (70 columns, trailing newline)."""
+    body = base64.b64encode(raw).decode()
+    lines = [body[i : i + width] for i in range(0, len(body), width)]
+    return "\n".join(["-----BEGIN SSH SIGNATURE-----", *lines, "-----END SSH SIGNATURE-----"]) + "\n"
+
+
+def dearmor(armored: str) -> bytes:
+    lines = armored.strip().splitlines()
+    return base64.b64decode("".join(lines[1:-1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """The fields of an SSHSIG blob; replace() one and armored() it to get a variant."""
+
+    publickey: bytes
+    namespace: bytes
+    reserved: bytes
+    hash_alg: bytes
+    signature: bytes
+    magic: bytes = b"SSHSIG"
+    version: int = 1
+
+    @classmethod
+    def parse(cls, armored: str) -> Envelope:
+        raw = dearmor(armored)
+        assert raw[:6] == b"SSHSIG", raw[:6]
+        publickey, namespace, reserved, hash_alg, signature = read_strings(raw[10:])
+        version = int.from_bytes(raw[6:10], "big")
+        return cls(publickey, namespace, reserved, hash_alg, signature, raw[:6], version)
+
+    def raw(self) -> bytes:
+        fields = (self.publickey, self.namespace, self.reserved, self.hash_alg, self.signature)
+        return self.magic + self.version.to_bytes(4, "big") + b"".join(ssh_string(f) for f in fields)
+
+    def armored(self) -> str:
+        return armor(self.raw())
+
+    def replace(self, **changes) -> Envelope:
+        return dataclasses.replace(self, **changes)
+
+
+def sshsig_signed_data(namespace: bytes, hash_alg: str, message: bytes, reserved: bytes = b"") -> bytes:
+    """The bytes an SSHSIG signer signs. Unknown hash names hash with SHA-512 (for hostile tests)."""
+    digest = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}.get(hash_alg, hashlib.sha512)(message)
+    fields = (namespace, reserved, hash_alg.encode(), digest.digest())
+    return b"SSHSIG" + b"".join(ssh_string(field) for field in fields)
+
+
+_ECDSA_HASHES = {256: hashes.SHA256, 384: hashes.SHA384, 521: hashes.SHA512}
+_RSA_HASHES = {"ssh-rsa": hashes.SHA1, "rsa-sha2-256": hashes.SHA256, "rsa-sha2-512": hashes.SHA512}
+
+
+def signature_blob(private_key, data: bytes, sig_alg: str | None = None) -> bytes:
+    """The inner SSH signature (string(algorithm) + string(bytes)) of `data`, made in Python."""
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        sig_alg, sig_bytes = sig_alg or "ssh-ed25519", private_key.sign(data)
+    elif isinstance(private_key, ec.EllipticCurvePrivateKey):
+        size = private_key.curve.key_size
+        der = private_key.sign(data, ec.ECDSA(_ECDSA_HASHES[size]()))
+        r, s = decode_dss_signature(der)
+        sig_alg, sig_bytes = sig_alg or f"ecdsa-sha2-nistp{size}", ssh_mpint(r) + ssh_mpint(s)
+    elif isinstance(private_key, rsa.RSAPrivateKey):
+        sig_alg = sig_alg or "rsa-sha2-512"
+        sig_bytes = private_key.sign(data, padding.PKCS1v15(), _RSA_HASHES.get(sig_alg, hashes.SHA512)())
+    else:
+        raise NotImplementedError(type(private_key))
+    return ssh_string(sig_alg.encode()) + ssh_string(sig_bytes)
+
+
+@functools.cache  # loading checks RSA keys, which takes a while for big ones
+def load_private_key(key_path: Path | str):
+    """The `cryptography` private key of an unencrypted key file made by make_key()."""
+    return serialization.load_ssh_private_key(Path(key_path).read_bytes(), password=None)
+
+
+def sign_with_cryptography(
+    key_path: Path | str,
+    message: bytes,
+    namespace: str,
+    *,
+    hash_alg: str = "sha512",
+    sig_alg: str | None = None,
+    reserved: bytes = b"",
+    version: int = 1,
+) -> str:
+    """A correctly signed SSHSIG for choices ssh-keygen will not make (e.g. a non-empty reserved).
+
+    Ed25519, ECDSA and RSA keys; the reserved field is both signed and sent.
+    """
+    data = sshsig_signed_data(namespace.encode(), hash_alg, message, reserved)
+    blob = base64.b64decode(public_key_line(key_path).split()[1])
+    signature = signature_blob(load_private_key(key_path), data, sig_alg)
+    envelope = Envelope(blob, namespace.encode(), reserved, hash_alg.encode(), signature, version=version)
+    return envelope.armored()
+
+
+def message_with_a_leading_zero_rsa_signature(key_path: Path | str, namespace: str) -> bytes:
+    """A message whose rsa-sha2-512 SSHSIG by this RSA key starts with a zero byte.
+
+    About one message in 256 gives one. PKCS#1 v1.5 is deterministic, so ssh-keygen signing
+    the returned message makes exactly that signature (with the zero byte: it always sends
+    the full modulus length; some other signers drop it).
+    """
+    private = load_private_key(key_path)
+    for counter in itertools.count():
+        message = b"challenge %d" % counter
+        data = sshsig_signed_data(namespace.encode(), "sha512", message)
+        if private.sign(data, padding.PKCS1v15(), hashes.SHA512())[0] == 0:
+            return message
+    raise AssertionError("unreachable")

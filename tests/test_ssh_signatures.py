@@ -11,17 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from tests.ssh_helpers import (
+    Envelope,
+    armor,
+    dearmor,
     fingerprint,
     make_key,
+    message_with_a_leading_zero_rsa_signature,
     pub_path,
     public_key_line,
+    read_strings,
     sign,
     sign_with_agent,
+    sign_with_cryptography,
     ssh_agent,
+    ssh_string,
 )
 from tokens.ssh_signatures import (
     MAX_ARMORED_LENGTH,
@@ -44,98 +49,15 @@ KEY_TYPES = {
 }
 
 
-# --- SSH wire format and SSHSIG envelopes, for building hostile inputs -----------------------
+# --- SSHSIG envelopes, for building hostile inputs -------------------------------------------
 
 
-def ssh_string(value: bytes) -> bytes:
-    return len(value).to_bytes(4, "big") + value
-
-
-def read_strings(data: bytes) -> list[bytes]:
-    fields = []
-    while data:
-        n = int.from_bytes(data[:4], "big")
-        fields.append(data[4 : 4 + n])
-        data = data[4 + n :]
-    return fields
-
-
-def dearmor(armored: str) -> bytes:
-    lines = armored.strip().splitlines()
-    return base64.b64decode("".join(lines[1:-1]))
-
-
-def armor(raw: bytes) -> str:
-    body = base64.b64encode(raw).decode()
-    lines = [body[i : i + 70] for i in range(0, len(body), 70)]
-    return "\n".join(["-----BEGIN SSH SIGNATURE-----", *lines, "-----END SSH SIGNATURE-----"])
-
-
-def envelope_fields(armored: str) -> dict:
-    raw = dearmor(armored)
-    assert raw[:6] == b"SSHSIG"
-    publickey, namespace, reserved, hash_alg, signature = read_strings(raw[10:])
-    return {
-        "magic": raw[:6],
-        "version": int.from_bytes(raw[6:10], "big"),
-        "publickey": publickey,
-        "namespace": namespace,
-        "reserved": reserved,
-        "hash_alg": hash_alg,
-        "signature": signature,
-    }
-
-
-def build_envelope(fields: dict) -> str:
-    raw = fields["magic"] + fields["version"].to_bytes(4, "big")
-    for name in ("publickey", "namespace", "reserved", "hash_alg", "signature"):
-        raw += ssh_string(fields[name])
-    return armor(raw)
+def envelope_fields(armored: str) -> Envelope:
+    return Envelope.parse(armored)
 
 
 def with_fields(armored: str, **changes) -> str:
-    return build_envelope({**envelope_fields(armored), **changes})
-
-
-def sign_with_cryptography(
-    key_path: Path,
-    message: bytes,
-    namespace: str,
-    *,
-    hash_alg: str = "sha512",
-    sig_alg: str | None = None,
-    reserved: bytes = b"",
-    version: int = 1,
-) -> str:
-    """A correctly signed SSHSIG for choices ssh-keygen will not make (e.g. rsa-sha2-256)."""
-    private = serialization.load_ssh_private_key(key_path.read_bytes(), password=None)
-    blob = base64.b64decode(public_key_line(key_path).split()[1])
-    digest = hashes.Hash({"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}.get(hash_alg, hashes.SHA512()))
-    digest.update(message)
-    data = b"SSHSIG" + b"".join(
-        ssh_string(f) for f in (namespace.encode(), reserved, hash_alg.encode(), digest.finalize())
-    )
-    if isinstance(private, ed25519.Ed25519PrivateKey):
-        sig_alg = sig_alg or "ssh-ed25519"
-        sig_bytes = private.sign(data)
-    elif isinstance(private, rsa.RSAPrivateKey):
-        sig_alg = sig_alg or "rsa-sha2-512"
-        rsa_hash = {"ssh-rsa": hashes.SHA1, "rsa-sha2-256": hashes.SHA256}.get(sig_alg, hashes.SHA512)
-        sig_bytes = private.sign(data, padding.PKCS1v15(), rsa_hash())
-    else:
-        raise NotImplementedError(type(private))
-    signature = ssh_string(sig_alg.encode()) + ssh_string(sig_bytes)
-    return build_envelope(
-        {
-            "magic": b"SSHSIG",
-            "version": version,
-            "publickey": blob,
-            "namespace": namespace.encode(),
-            "reserved": reserved,
-            "hash_alg": hash_alg.encode(),
-            "signature": signature,
-        }
-    )
+    return Envelope.parse(armored).replace(**changes).armored()
 
 
 def key_line(key_type: str, blob: bytes, comment: str = "") -> str:
@@ -303,12 +225,12 @@ def test_it_verifies_a_signature_from_ssh_keygen(keys, signatures, kind):
 @pytest.mark.parametrize("kind", SIGNING_KINDS)
 def test_it_verifies_a_signature_with_a_sha256_message_hash(keys, kind):
     armored = sign(keys[kind], MESSAGE, NAMESPACE, hashalg="sha256")
-    assert envelope_fields(armored)["hash_alg"] == b"sha256"
+    assert envelope_fields(armored).hash_alg == b"sha256"
     verify_sshsig(public(keys, kind), MESSAGE, armored, NAMESPACE)
 
 
 def test_ssh_keygen_signs_rsa_with_rsa_sha2_512(signatures):
-    assert read_strings(envelope_fields(signatures["rsa2048"])["signature"])[0] == b"rsa-sha2-512"
+    assert read_strings(envelope_fields(signatures["rsa2048"]).signature)[0] == b"rsa-sha2-512"
 
 
 def test_it_verifies_a_signature_made_through_a_real_ssh_agent(keys, tmp_path):
@@ -340,9 +262,205 @@ def test_ssh_keygen_accepts_the_rsa_sha2_256_signature_these_tests_build(keys, t
     assert result.returncode == 0, result.stderr
 
 
-def test_it_accepts_a_signed_non_empty_reserved_field_as_protocol_sshsig_says(keys):
-    armored = sign_with_cryptography(keys["ed25519"], MESSAGE, NAMESPACE, reserved=b"future")
+# --- agreeing with `ssh-keygen -Y verify` (docs/security.md, "SSHSIG: agreement with OpenSSH") ---
+# tests/test_sshsig_differential.py runs ssh-keygen itself on these and many more variants.
+
+BEGIN, END = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----"
+
+
+def body_of(armored: str) -> str:
+    return "".join(armored.strip().splitlines()[1:-1])
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa256", "rsa2048"])
+def test_it_refuses_a_signature_made_over_a_non_empty_reserved_field_as_openssh_does(keys, kind):
+    # OpenSSH always verifies against an empty reserved field, so such a signature never verifies.
+    armored = sign_with_cryptography(keys[kind], MESSAGE, NAMESPACE, reserved=b"future")
+    assert "does not verify" in str(assert_rejected(keys, kind, armored))
+
+
+@pytest.mark.parametrize("reserved", [b"x", b"\0", b"r" * 300], ids=["x", "nul", "300-bytes"])
+def test_it_ignores_what_the_reserved_field_holds_as_openssh_does(keys, signatures, reserved):
+    armored = with_fields(signatures["ed25519"], reserved=reserved)
     verify_sshsig(public(keys, "ed25519"), MESSAGE, armored, NAMESPACE)
+
+
+def test_it_accepts_an_rsa_signature_sent_without_its_leading_zero_byte(keys):
+    # RFC 8332 lets a signer drop leading zeros; OpenSSH left-pads to the modulus length.
+    message = message_with_a_leading_zero_rsa_signature(keys["rsa2048"], NAMESPACE)
+    armored = sign(keys["rsa2048"], message, NAMESPACE)
+    algorithm, value = read_strings(envelope_fields(armored).signature)
+    assert value[0] == 0 and len(value) == 256
+    short = with_fields(armored, signature=ssh_string(algorithm) + ssh_string(value[1:]))
+    verify_sshsig(public(keys, "rsa2048"), message, short, NAMESPACE)
+
+
+def test_it_refuses_an_rsa_signature_longer_than_the_modulus_as_openssh_does(keys, signatures):
+    algorithm, value = read_strings(envelope_fields(signatures["rsa2048"]).signature)
+    armored = with_fields(signatures["rsa2048"], signature=ssh_string(algorithm) + ssh_string(b"\0" + value))
+    assert "longer than the modulus" in str(assert_rejected(keys, "rsa2048", armored))
+
+
+def with_key_type(blob: bytes, key_type: bytes) -> bytes:
+    return ssh_string(key_type) + blob[4 + int.from_bytes(blob[:4], "big") :]
+
+
+@pytest.mark.parametrize("field", ["namespace", "hash_alg", "signature algorithm", "key type"])
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa256", "rsa2048"])
+def test_it_accepts_a_text_field_ending_in_one_nul_as_openssh_does(keys, signatures, kind, field):
+    # sshbuf_get_cstring() allows a NUL as the last byte and drops it.
+    fields = envelope_fields(signatures[kind])
+    algorithm, value = read_strings(fields.signature)
+    changes = {
+        "namespace": {"namespace": fields.namespace + b"\0"},
+        "hash_alg": {"hash_alg": fields.hash_alg + b"\0"},
+        "signature algorithm": {"signature": ssh_string(algorithm + b"\0") + ssh_string(value)},
+        "key type": {"publickey": with_key_type(fields.publickey, read_strings(fields.publickey)[0] + b"\0")},
+    }[field]
+    verify_sshsig(public(keys, kind), MESSAGE, with_fields(signatures[kind], **changes), NAMESPACE)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"namespace": NAMESPACE.encode() + b"\0\0"},
+        {"namespace": b"\0" + NAMESPACE.encode()},
+        {"hash_alg": b"sha5\x0012"},
+    ],
+    ids=["namespace-two-nuls", "namespace-leading-nul", "hash-embedded-nul"],
+)
+def test_it_refuses_a_text_field_with_a_nul_before_its_last_byte(keys, signatures, changes):
+    assert_rejected(keys, "ed25519", with_fields(signatures["ed25519"], **changes))
+
+
+def test_it_accepts_version_0_as_openssh_does(keys, signatures):
+    # sshsig_parse_preamble() refuses only versions above 1; the version is not signed.
+    verify_sshsig(public(keys, "ed25519"), MESSAGE, with_fields(signatures["ed25519"], version=0), NAMESPACE)
+
+
+def test_it_compares_the_embedded_rsa_key_by_value_as_openssh_does(keys, signatures):
+    key_type, e, n = read_strings(public(keys, "rsa2048").blob)
+    padded = ssh_string(key_type) + ssh_string(b"\0" + e) + ssh_string(b"\0" + n)  # same numbers
+    armored = with_fields(signatures["rsa2048"], publickey=padded)
+    verify_sshsig(public(keys, "rsa2048"), MESSAGE, armored, NAMESPACE)
+
+
+@pytest.mark.parametrize(
+    "name, verifies", [(b"rsa-sha2-512", True), (b"rsa-sha2-256", True), (b"RSA", False)]
+)
+def test_it_takes_the_key_type_names_current_openssh_takes_for_an_embedded_rsa_key(
+    keys, signatures, name, verifies
+):
+    # sshkey_type_from_name() maps the RSA signature algorithm names to RSA keys too; short
+    # names ("RSA") are refused on the wire since OpenSSH 9.9.
+    blob = public(keys, "rsa2048").blob
+    renamed = ssh_string(name) + blob[4 + len(b"ssh-rsa") :]
+    armored = with_fields(signatures["rsa2048"], publickey=renamed)
+    if verifies:
+        verify_sshsig(public(keys, "rsa2048"), MESSAGE, armored, NAMESPACE)
+    else:
+        assert "different key" in str(assert_rejected(keys, "rsa2048", armored))
+
+
+def test_it_compares_the_embedded_ecdsa_key_by_value_as_openssh_does(keys, signatures):
+    key_type, curve, point = read_strings(public(keys, "ecdsa256").blob)
+    renamed = ssh_string(key_type) + ssh_string(curve + b"\0") + ssh_string(point)
+    verify_sshsig(
+        public(keys, "ecdsa256"), MESSAGE, with_fields(signatures["ecdsa256"], publickey=renamed), NAMESPACE
+    )
+
+
+@pytest.mark.parametrize("length, verifies", [(2049, True), (2050, False)])
+def test_it_allows_leading_zeros_in_an_ecdsa_integer_up_to_openssh_s_limit(
+    keys, signatures, length, verifies
+):
+    algorithm, value = read_strings(envelope_fields(signatures["ecdsa256"]).signature)
+    r, s = read_strings(value)
+    padded = ssh_string(r.rjust(length, b"\0")) + ssh_string(s)
+    armored = with_fields(signatures["ecdsa256"], signature=ssh_string(algorithm) + ssh_string(padded))
+    if verifies:
+        verify_sshsig(public(keys, "ecdsa256"), MESSAGE, armored, NAMESPACE)
+    else:
+        assert "too large" in str(assert_rejected(keys, "ecdsa256", armored))
+
+
+def test_it_refuses_an_ed25519_signature_with_a_non_canonical_s(keys, signatures):
+    # RFC 8032 requires S below the group order. OpenSSH 10.3 and later verify Ed25519 with
+    # libcrypto and refuse it too; older OpenSSH reduced S instead (docs/security.md).
+    order = 2**252 + 27742317777372353535851937790883648493
+    algorithm, value = read_strings(envelope_fields(signatures["ed25519"]).signature)
+    s = int.from_bytes(value[32:], "little") + order
+    armored = with_fields(
+        signatures["ed25519"],
+        signature=ssh_string(algorithm) + ssh_string(value[:32] + s.to_bytes(32, "little")),
+    )
+    assert "does not verify" in str(assert_rejected(keys, "ed25519", armored))
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda a: a + "trailing text, even non-ASCII é\n",
+        lambda a: a.rstrip("\n") + "glued to the footer\n",
+        lambda a: a.rstrip("\n"),
+        lambda a: a.replace("\n", "\r\n"),
+        lambda a: f"{BEGIN}\n{body_of(a)}\0\n{END}\n",
+        lambda a: f"{BEGIN}\n" + " \t\v\f".join(body_of(a)) + f"\n\n{END}\n",
+        lambda a: a + a,
+    ],
+    ids=[
+        "text-after",
+        "text-glued-after",
+        "no-final-newline",
+        "crlf",
+        "nul-ending-the-body",
+        "whitespace",
+        "twice",
+    ],
+)
+def test_it_reads_the_armour_as_ssh_keygen_does(keys, signatures, mangle):
+    verify_sshsig(public(keys, "ed25519"), MESSAGE, mangle(signatures["ed25519"]), NAMESPACE)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda a: "\n" + a,
+        lambda a: " " + a,
+        lambda a: a.replace("\n", "\r"),
+        lambda a: f"{BEGIN}{body_of(a)}\n{END}\n",
+        lambda a: f"{BEGIN} \n{body_of(a)}\n{END}\n",
+        lambda a: f"{BEGIN}\n{body_of(a)}{END}\n",
+        lambda a: f"{BEGIN}\n{body_of(a)[:10]}\0{body_of(a)[10:]}\n{END}\n",
+        lambda a: f"{BEGIN}\n{body_of(a)[:10]}={body_of(a)[10:]}\n{END}\n",
+    ],
+    ids=[
+        "leading-newline",
+        "leading-space",
+        "cr-only",
+        "header-glued-to-the-body",
+        "space-after-the-header",
+        "footer-glued-to-the-body",
+        "nul-in-the-body",
+        "padding-in-the-middle",
+    ],
+)
+def test_it_refuses_armour_ssh_keygen_refuses(keys, signatures, mangle):
+    assert_rejected(keys, "ed25519", mangle(signatures["ed25519"]))
+
+
+def test_it_refuses_base64_whose_unused_bits_are_not_zero_as_openssh_does(keys, signatures):
+    # b64_pton() refuses them; Python's decoder would silently drop them.
+    # The ignored reserved field sets the length so that the base64 ends in a single "=".
+    fields = envelope_fields(signatures["ed25519"])
+    raw = next(r for r in (fields.replace(reserved=b"p" * n).raw() for n in range(3)) if len(r) % 3 == 2)
+    body = base64.b64encode(raw).decode()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    stray = body[:-2] + alphabet[alphabet.index(body[-2]) + 1] + "="
+    assert base64.b64decode(stray) == raw
+    armored = f"{BEGIN}\n{stray}\n{END}\n"
+    assert "base64" in str(assert_rejected(keys, "ed25519", armored))
+    verify_sshsig(public(keys, "ed25519"), MESSAGE, f"{BEGIN}\n{body}\n{END}\n", NAMESPACE)
 
 
 # --- verifying signatures that should not -----------------------------------------------------
@@ -374,8 +492,7 @@ def test_it_rejects_a_signature_over_a_message_with_one_byte_changed(keys, signa
 
 @pytest.mark.parametrize("kind", SIGNING_KINDS)
 def test_it_rejects_a_flipped_bit_in_the_signature_bytes(keys, signatures, kind):
-    fields = envelope_fields(signatures[kind])
-    signature = bytearray(fields["signature"])
+    signature = bytearray(envelope_fields(signatures[kind]).signature)
     signature[-1] ^= 0x01
     error = assert_rejected(keys, kind, with_fields(signatures[kind], signature=bytes(signature)))
     assert "does not verify" in str(error)
@@ -420,10 +537,6 @@ def test_it_rejects_the_wrong_magic(keys, signatures):
     assert "SSHSIG" in str(assert_rejected(keys, "ed25519", armored))
 
 
-def test_it_rejects_a_reserved_field_changed_after_signing(keys, signatures):
-    assert_rejected(keys, "ed25519", with_fields(signatures["ed25519"], reserved=b"x"))
-
-
 @pytest.mark.parametrize("kind", ["ed25519", "ecdsa256", "rsa2048"])
 def test_it_rejects_trailing_data_after_the_envelope(keys, signatures, kind):
     armored = armor(dearmor(signatures[kind]) + b"\x00")
@@ -432,13 +545,12 @@ def test_it_rejects_trailing_data_after_the_envelope(keys, signatures, kind):
 
 @pytest.mark.parametrize("kind", ["ed25519", "ecdsa256", "rsa2048"])
 def test_it_rejects_trailing_data_inside_the_signature_blob(keys, signatures, kind):
-    fields = envelope_fields(signatures[kind])
-    armored = with_fields(signatures[kind], signature=fields["signature"] + b"\x00")
+    armored = with_fields(signatures[kind], signature=envelope_fields(signatures[kind]).signature + b"\x00")
     assert "trailing" in str(assert_rejected(keys, kind, armored))
 
 
 def test_it_rejects_a_negative_ecdsa_integer(keys, signatures):
-    algorithm, sig_bytes = read_strings(envelope_fields(signatures["ecdsa256"])["signature"])
+    algorithm, sig_bytes = read_strings(envelope_fields(signatures["ecdsa256"]).signature)
     r, s = read_strings(sig_bytes)
     negative_r = ssh_string(b"\x80" + r.lstrip(b"\x00")) + ssh_string(s)
     signature = ssh_string(algorithm) + ssh_string(negative_r)
@@ -483,10 +595,9 @@ def test_every_single_byte_corruption_raises_signature_error(keys, signatures, k
         lambda a: a.replace("-----END SSH SIGNATURE-----", ""),
         lambda a: "\n".join(a.strip().splitlines()[1:-1]),
         lambda a: a.replace("SSH SIGNATURE", "PGP SIGNATURE"),
-        lambda a: a + "\ntrailing text",
         lambda a: "leading text\n" + a,
     ],
-    ids=["no-begin", "no-end", "no-markers", "pgp-markers", "text-after", "text-before"],
+    ids=["no-begin", "no-end", "no-markers", "pgp-markers", "text-before"],
 )
 def test_it_rejects_armour_without_the_ssh_signature_markers(keys, signatures, mangle):
     assert "armour" in str(assert_rejected(keys, "ed25519", mangle(signatures["ed25519"])))
@@ -498,9 +609,9 @@ def test_it_rejects_garbage_base64(keys, body):
     assert_rejected(keys, "ed25519", armored)
 
 
-def test_it_rejects_non_ascii_armour(keys, signatures):
+def test_it_rejects_non_ascii_in_the_armour_body(keys, signatures):
     armored = signatures["ed25519"].replace("U1NI", "U1NÏ", 1)
-    assert "ASCII" in str(assert_rejected(keys, "ed25519", armored))
+    assert "base64" in str(assert_rejected(keys, "ed25519", armored))
 
 
 def test_it_rejects_oversized_armour_before_decoding(keys, signatures):

@@ -4,6 +4,12 @@ The SSHSIG envelope (OpenSSH's PROTOCOL.sshsig) is parsed here directly on top o
 `cryptography` instead of using the `sshsig` package, because `sshsig` raises
 NotImplementedError for ECDSA keys. Doing it ourselves gives one code path for Ed25519,
 ECDSA (P-256/384/521) and RSA, and lets every failure surface as SignatureError.
+
+verify_sshsig() accepts exactly what `ssh-keygen -Y verify` of the current OpenSSH accepts
+(sshsig.c), minus our stricter policies: no DSA, security-key or certificate keys, no RSA key
+under 2048 bits, armour at most 16 KiB. docs/security.md ("SSHSIG: agreement with OpenSSH")
+lists the rules; tests/test_sshsig_differential.py checks them against ssh-keygen.
+The armour and the wire-format readers live in tokens/sshsig_armor.py and tokens/sshsig_wire.py.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -19,11 +24,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-MAX_ARMORED_LENGTH = 16 * 1024
+from tokens.sshsig_armor import MAX_ARMORED_LENGTH, dearmor
+from tokens.sshsig_wire import Reader, ssh_string
+
+__all__ = [
+    "MAX_ARMORED_LENGTH",
+    "MIN_RSA_BITS",
+    "SUPPORTED_KEY_TYPES",
+    "PublicKey",
+    "SignatureError",
+    "SshKeyError",
+    "parse_public_key",
+    "verify_sshsig",
+]
+
 MIN_RSA_BITS = 2048
 
-_ARMOR_BEGIN = "-----BEGIN SSH SIGNATURE-----"
-_ARMOR_END = "-----END SSH SIGNATURE-----"
 _MAGIC = b"SSHSIG"
 _VERSION = 1
 _MESSAGE_HASHES = {b"sha256": hashlib.sha256, b"sha512": hashlib.sha512}
@@ -33,9 +49,13 @@ _ECDSA_HASHES = {
     "ecdsa-sha2-nistp384": hashes.SHA384,
     "ecdsa-sha2-nistp521": hashes.SHA512,
 }
+_ECDSA_CURVES = {key_type: key_type.rsplit("-", 1)[1].encode() for key_type in _ECDSA_HASHES}
 # Only the SHA-2 RSA signature algorithms; "ssh-rsa" (SHA-1) signatures are refused.
 _RSA_SIGNATURE_HASHES = {b"rsa-sha2-256": hashes.SHA256, b"rsa-sha2-512": hashes.SHA512}
 SUPPORTED_KEY_TYPES = frozenset({"ssh-ed25519", "ssh-rsa", *_ECDSA_HASHES})
+# In a signature's embedded key, OpenSSH's key type table (sshkey_type_from_name) also names
+# RSA keys after their signature algorithms.
+_KEY_TYPE_NAMES = {"ssh-rsa": {b"ssh-rsa", b"rsa-sha2-256", b"rsa-sha2-512"}}
 
 
 class SshKeyError(ValueError):
@@ -44,42 +64,6 @@ class SshKeyError(ValueError):
 
 class SignatureError(ValueError):
     """An SSHSIG that is malformed or does not verify."""
-
-
-class _Reader:
-    """Reads SSH wire-format fields (RFC 4251 section 5), raising `error` on any overrun."""
-
-    def __init__(self, data: bytes, error: type[ValueError]) -> None:
-        self._data = data
-        self._pos = 0
-        self._error = error
-
-    def raw(self, n: int) -> bytes:
-        if n > len(self._data) - self._pos:
-            raise self._error("data is truncated")
-        chunk = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return chunk
-
-    def uint32(self) -> int:
-        return int.from_bytes(self.raw(4), "big")
-
-    def string(self) -> bytes:
-        return self.raw(self.uint32())
-
-    def mpint(self) -> int:
-        value = self.string()
-        if value and value[0] & 0x80:  # two's complement: the high bit means negative
-            raise self._error("negative integer")
-        return int.from_bytes(value, "big")
-
-    def finish(self) -> None:
-        if self._pos != len(self._data):
-            raise self._error("unexpected trailing data")
-
-
-def _ssh_string(value: bytes) -> bytes:
-    return len(value).to_bytes(4, "big") + value
 
 
 def _load_key(key_type: str, blob: bytes):
@@ -142,7 +126,7 @@ def parse_public_key(text: str) -> PublicKey:
         blob = base64.b64decode(fields[1], validate=True)
     except (binascii.Error, ValueError):
         raise SshKeyError("key data is not valid base64") from None
-    inner_type = _Reader(blob, SshKeyError).string()
+    inner_type = Reader(blob, SshKeyError).string()
     if inner_type != key_type.encode():
         raise SshKeyError("key type does not match the key data")
     key = _load_key(key_type, blob)
@@ -157,69 +141,80 @@ def parse_public_key(text: str) -> PublicKey:
     return PublicKey(key_type=key_type, blob=blob, comment=comment)
 
 
-def _dearmor(armored: str) -> bytes:
-    if len(armored) > MAX_ARMORED_LENGTH:
-        raise SignatureError("signature is too large")
-    if not armored.isascii():
-        raise SignatureError("signature contains non-ASCII characters")
-    text = armored.strip()
-    if (
-        not text.startswith(_ARMOR_BEGIN)
-        or not text.endswith(_ARMOR_END)
-        or len(text) < len(_ARMOR_BEGIN) + len(_ARMOR_END)
-    ):
-        raise SignatureError("missing SSH SIGNATURE armour")
-    body = "".join(text[len(_ARMOR_BEGIN) : -len(_ARMOR_END)].split())
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError("signature is not valid base64") from None
+def _is_same_key(blob: bytes, key_type: str, key) -> bool:
+    """Whether the key embedded in a signature is `key`, compared by value as sshkey_equal() does.
+
+    OpenSSH parses the embedded blob and compares the numbers, so an encoding that differs
+    byte for byte (an RSA exponent with a leading zero byte, a type name ending in NUL or
+    "rsa-sha2-512" for "ssh-rsa") is still the same key; a certificate of the key is not.
+    """
+    reader = Reader(blob, SignatureError)
+    if reader.cstring() not in _KEY_TYPE_NAMES.get(key_type, {key_type.encode()}):
+        return False
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        same = reader.string() == key.public_bytes_raw()
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        # The uncompressed point (the only form OpenSSH reads) is unique to the key.
+        point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        same = reader.cstring() == _ECDSA_CURVES[key_type] and reader.string() == point
+    else:
+        numbers = key.public_numbers()
+        same = (reader.mpint(), reader.mpint()) == (numbers.e, numbers.n)
+    reader.finish()
+    return same
 
 
 def _verify_raw(key, key_type: str, signature: bytes, data: bytes) -> None:
     """Check the inner signature blob (string(algorithm) + string(bytes)) against data."""
-    reader = _Reader(signature, SignatureError)
-    algorithm = reader.string()
+    reader = Reader(signature, SignatureError)
+    algorithm = reader.cstring()
     sig_bytes = reader.string()
     reader.finish()
     if key_type == "ssh-ed25519" and algorithm == b"ssh-ed25519":
         key.verify(sig_bytes, data)
     elif key_type in _ECDSA_HASHES and algorithm == key_type.encode():
-        point = _Reader(sig_bytes, SignatureError)
-        r, s = point.mpint(), point.mpint()
-        point.finish()
+        integers = Reader(sig_bytes, SignatureError)
+        r, s = integers.mpint(), integers.mpint()
+        integers.finish()
         key.verify(encode_dss_signature(r, s), data, ec.ECDSA(_ECDSA_HASHES[key_type]()))
     elif key_type == "ssh-rsa" and algorithm in _RSA_SIGNATURE_HASHES:
+        # Like OpenSSH (and RFC 8332), left-pad a short signature to the modulus length: some
+        # signers drop leading zero bytes. A longer one is refused.
+        modulus_bytes = (key.key_size + 7) // 8
+        if len(sig_bytes) > modulus_bytes:
+            raise SignatureError("RSA signature is longer than the modulus")
+        sig_bytes = sig_bytes.rjust(modulus_bytes, b"\0")
         key.verify(sig_bytes, data, padding.PKCS1v15(), _RSA_SIGNATURE_HASHES[algorithm]())
     else:
         raise SignatureError("signature algorithm not allowed for this key")
 
 
 def _verify(public_key: PublicKey, message: bytes, armored: str, namespace: str) -> None:
-    reader = _Reader(_dearmor(armored), SignatureError)
+    # Field by field as sshsig_verifyb() reads them (sshsig.c).
+    reader = Reader(dearmor(armored, SignatureError), SignatureError)
     if reader.raw(len(_MAGIC)) != _MAGIC:
         raise SignatureError("not an SSHSIG signature")
-    if reader.uint32() != _VERSION:
+    if reader.uint32() > _VERSION:
         raise SignatureError("unsupported SSHSIG version")
     signer = reader.string()
-    signed_namespace = reader.string()
-    reserved = reader.string()  # PROTOCOL.sshsig: ignore its contents (it is still signed)
-    hash_algorithm = reader.string()
+    signed_namespace = reader.cstring()
+    reader.string()  # reserved: OpenSSH ignores its contents and verifies over an empty one
+    hash_algorithm = reader.cstring()
     signature = reader.string()
     reader.finish()
-    if not hmac.compare_digest(signer, public_key.blob):
-        raise SignatureError("signature was made by a different key")
     if signed_namespace != namespace.encode():
         raise SignatureError("signature namespace does not match")
     if hash_algorithm not in _MESSAGE_HASHES:
         raise SignatureError("unsupported hash algorithm")
-    digest = _MESSAGE_HASHES[hash_algorithm](message).digest()
-    data = _MAGIC + b"".join(
-        _ssh_string(field) for field in (signed_namespace, reserved, hash_algorithm, digest)
-    )
     key = _load_key(public_key.key_type, public_key.blob)
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise SignatureError("RSA key is too small")  # for PublicKeys not made by parse_public_key
+    if not _is_same_key(signer, public_key.key_type, key):
+        raise SignatureError("signature was made by a different key")
+    digest = _MESSAGE_HASHES[hash_algorithm](message).digest()
+    # What the signer signed, rebuilt from what we expect rather than from what was sent.
+    fields = (namespace.encode(), b"", hash_algorithm, digest)
+    data = _MAGIC + b"".join(ssh_string(field) for field in fields)
     _verify_raw(key, public_key.key_type, signature, data)
 
 
