@@ -4,7 +4,7 @@ from native_client import NativeClient
 
 with NativeClient("http://127.0.0.1:8000") as client:
     client.login("~/.ssh/id_ed25519", device_name="laptop")
-    client.send("general", "hello")
+    client.send("general", "hello", target_user_ids=client.user_ids("general", ["bob"]))
     async for message in client.tail("general"):   # inside a coroutine
         ...
 """
@@ -13,6 +13,7 @@ from native_client.api import NativeClient
 from native_client.errors import (
     ApiError,
     ClientError,
+    LoginRefused,
     NetworkError,
     NotLoggedIn,
     ServersUnreachable,
@@ -21,14 +22,17 @@ from native_client.errors import (
     StreamProtocolError,
     StreamStopped,
     StreamUnauthorized,
+    UnknownMembers,
 )
+from native_client.reconnect import Backoff
 from native_client.store import TokenStore
-from native_client.stream import Backoff, StreamEvent, Tail, tail
+from native_client.stream import StreamEvent, Tail, tail
 
 __all__ = [
     "ApiError",
     "Backoff",
     "ClientError",
+    "LoginRefused",
     "NativeClient",
     "NetworkError",
     "NotLoggedIn",
@@ -41,5 +45,6 @@ __all__ = [
     "StreamUnauthorized",
     "Tail",
     "TokenStore",
+    "UnknownMembers",
     "tail",
 ]

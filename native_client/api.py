@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from native_client import signing
-from native_client.errors import ApiError, NetworkError, NotLoggedIn
+from native_client.errors import ApiError, LoginRefused, NetworkError, NotLoggedIn, UnknownMembers
 
 USER_AGENT = "native-client/1.0"
 DEFAULT_TIMEOUT = 10.0
@@ -84,6 +84,8 @@ class NativeClient:
         """Sign a fresh challenge with ``key_path`` (file or agent); keep and return the new token.
 
         Returns the server's 201 body: ``token``, ``token_id``, ``expires_at``, ``user``.
+        Raises LoginRefused when the server refuses the key or the signature; its message says
+        what to do (an unknown key must be registered by an operator: logging in again will not help).
         """
         public_key = signing.public_key_line(key_path)
         challenge = self._call("GET", "challenge", auth=False)
@@ -91,7 +93,16 @@ class NativeClient:
         body = {"public_key": public_key, "nonce": challenge["nonce"], "signature": signature}
         if device_name:
             body["device_name"] = device_name
-        issued = self._call("POST", "token", json=body, auth=False)
+        try:
+            issued = self._call("POST", "token", json=body, auth=False)
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            raise LoginRefused(
+                401,
+                exc.code,
+                login_refusal(exc.detail, public_key, signing.key_files(key_path)[1], self.server_url),
+            ) from None
         self.token = issued["token"]
         return issued
 
@@ -122,6 +133,34 @@ class NativeClient:
 
     def rooms(self) -> list[dict]:
         return self._call("GET", "rooms")["rooms"]
+
+    def members(self, room: str) -> list[dict]:
+        """``[{"id", "username"}, …]`` of the room, ordered by username (members only: 403 otherwise)."""
+        try:
+            return self._call("GET", f"rooms/{_segment(room)}/members")["members"]
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # The contract answers 403 for a room we may not see, so a 404 is the path itself.
+            raise ApiError(
+                404,
+                exc.code,
+                f"{self.server_url} has no room member list (an older server): use numeric user ids.",
+            ) from None
+
+    def user_ids(self, room: str, users: Sequence[str | int]) -> list[int]:
+        """Numeric ids for ``users`` (ids, or usernames of ``room``'s members), in the given order.
+
+        Digits-only values are ids and are passed through without asking the server; names are
+        looked up with one call to members(). Unknown names raise UnknownMembers, naming them.
+        """
+        names = [str(u) for u in users if not str(u).isdigit()]
+        by_name = {m["username"]: m["id"] for m in self.members(room)} if names else {}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            listed = ", ".join(repr(name) for name in unknown)
+            raise UnknownMembers(f"No member of room {room!r} is named {listed}.", unknown)
+        return [int(u) if str(u).isdigit() else by_name[str(u)] for u in users]
 
     def history(
         self, room: str, limit: int | None = None, before: int | None = None, after: int | None = None
@@ -163,6 +202,8 @@ class NativeClient:
     ) -> AsyncIterator[dict]:
         """Live messages of ``room`` (async iterator), reconnecting and resuming after ``after``.
 
+        ``last=N`` (no ``after``) first delivers the room's N latest messages from history.
+
         ``servers`` (default: this client's server) may list several URLs to fail over between,
         or be a callable returning the URL to try next. See native_client.stream.Tail.
         """
@@ -194,6 +235,40 @@ class NativeClient:
             raise ApiError(
                 response.status_code, "bad_response", "The server sent a non-JSON answer."
             ) from None
+
+
+def login_refusal(detail: str, public_key: str, public_path, server: str) -> str:
+    """What to tell a user whose login the server refused (401 on POST /token).
+
+    API.md gives every refusal the same ``unauthorized`` code; only the detail sentence tells
+    them apart, so it is matched loosely and anything unrecognised gets every likely cause.
+    """
+    key = f"{signing.fingerprint(public_key)} ({public_path})"
+    register = f"python manage.py add_ssh_key USERNAME {public_path}"
+    text = detail.lower()
+    if "unknown key" in text:
+        return (
+            f"Login refused: the key {key} is not registered on {server}. Logging in again will not "
+            f"help: an operator must add the key first, with: {register}"
+        )
+    if "disabled" in text:
+        return (
+            f"Login refused: the account that owns the key {key} is disabled. Ask an operator to enable it."
+        )
+    if "nonce" in text:
+        return (
+            "Login refused: the login challenge expired or was already used before the signature "
+            "arrived (it lives 60 seconds). Run login again."
+        )
+    if "signature" in text or "fingerprint" in text:
+        return (
+            f"Login refused: the signature does not match the key {key}. Check that the .pub file "
+            f"belongs to the private key (ssh-keygen -y -f PRIVATE_KEY prints the right one)."
+        )
+    return (
+        f"Login refused ({detail}). Most likely the key {key} is not registered (an operator adds it "
+        f"with: {register}), or its account is disabled."
+    )
 
 
 def _segment(value: str) -> str:

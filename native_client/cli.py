@@ -1,181 +1,33 @@
-"""``python -m native_client``: log in with an SSH key, then read and write rooms from a terminal.
+"""The command line, python -m native_client: its arguments, and how a failure is reported.
 
-Exit codes: 0 success; 1 an API or network error (one line on stderr, the server's detail);
-2 logging in is needed (no stored token, the server refused it, a tail ended with 4401) or the
-server forbade it (4403, not a member). Tokens are stored, never printed.
+A failure is one line on stderr saying what happened and what to do, and an exit code from the
+one table in native_client.exit_codes, the same for every subcommand. Help texts are plain
+text: argparse prints them as they are, so they hold no reST markup.
 """
 
 import argparse
-import asyncio
 import socket
 import sys
+import textwrap
 
-from native_client.api import NativeClient, normalize_server
+from native_client import commands
+from native_client.commands import PROG, display, login_command
 from native_client.errors import (
     ApiError,
     ClientError,
+    LoginRefused,
+    NetworkError,
     NotLoggedIn,
-    StreamForbidden,
-    StreamStopped,
-    StreamUnauthorized,
+    UnknownMembers,
 )
+from native_client.exit_codes import ExitCode, exit_code_for, table_text
 from native_client.store import TokenStore
-from native_client.stream import StreamEvent, Tail
+from native_client.stream import MAX_LAST
 
-PROG = "python -m native_client"
-
-
-class UsageProblem(ClientError):
-    """The command line cannot be acted on (e.g. no server given and none remembered)."""
-
-
-def display(text) -> str:
-    """Text from the server, made safe for a terminal: control characters (escape sequences,
-    newlines, bidi overrides) are shown escaped, so a message cannot forge lines or repaint."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
-
-
-def message_line(message: dict) -> str:
-    sender = (message.get("sender") or {}).get("username", "?")
-    return f"[{message.get('id')}] {display(sender)}: {display(message.get('body', ''))}"
-
-
-# --- commands ---------------------------------------------------------------------------------
-
-
-def cmd_login(args, store: TokenStore) -> int:
-    server = resolve_server(args, store)
-    with NativeClient(server, timeout=args.timeout) as client:
-        issued = client.login(args.key, device_name=args.device)
-    store.save(server, issued)
-    user = issued["user"]
-    print(
-        f"Logged in to {server} as {display(user['username'])} "
-        f"(session {issued['token_id']}, expires {issued['expires_at']})."
-    )
-    return 0
-
-
-def cmd_whoami(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        me = client.me()
-    token = me["token"]
-    device = f' "{display(token["device_name"])}"' if token.get("device_name") else ""
-    print(
-        f"{display(me['user']['username'])} (user {me['user']['id']}) on {client.server_url}, "
-        f"session {token['id']}{device}, expires {token['expires_at']}"
-    )
-    return 0
-
-
-def cmd_logout(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        try:
-            if args.everywhere:
-                client.logout_everywhere()
-            else:
-                client.logout()
-        except ApiError as exc:
-            if not exc.auth_needed:
-                raise
-            store.delete(client.server_url)  # already dead on the server: just forget it here
-            print(f"Logged out of {client.server_url} (the server had already ended this session).")
-            return 0
-    store.delete(client.server_url)
-    print(f"Logged out of {client.server_url}{' on every device' if args.everywhere else ''}.")
-    return 0
-
-
-def cmd_sessions(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        sessions = client.sessions()
-    for s in sessions:
-        print(
-            f"{'*' if s.get('current') else ' '} {s['id']}  {display(s.get('device_name') or '-')}  "
-            f"created {s.get('created_at')}  last used {s.get('last_used_at') or 'never'}  "
-            f"expires {s.get('expires_at')}"
-        )
-    return 0
-
-
-def cmd_revoke(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        client.revoke_session(args.session_id)
-    stored = store.load(client.server_url)
-    if stored and stored.token_id == args.session_id:
-        store.delete(client.server_url)
-    print(f"Revoked session {args.session_id}.")
-    return 0
-
-
-def cmd_rooms(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        rooms = client.rooms()
-    for room in rooms:
-        last = room.get("last_message_id")
-        print(f"{display(room['slug'])}  {display(room.get('name', ''))}  last id {last if last else '-'}")
-    return 0
-
-
-def cmd_history(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        page = client.history(args.room, limit=args.limit, before=args.before, after=args.after)
-    for message in page["messages"]:
-        print(message_line(message))
-    return 0
-
-
-def cmd_send(args, store: TokenStore) -> int:
-    with logged_in_client(args, store) as client:
-        message = client.send(args.room, args.text, client_id=args.client_id, target_user_ids=args.to)
-    print(message_line(message))
-    return 0
-
-
-def cmd_tail(args, store: TokenStore) -> int:
-    server = resolve_server(args, store)
-    stored = store.load(server)
-    if stored is None:
-        raise NotLoggedIn(not_logged_in(server))
-    servers = [server, *(normalize_server(url) for url in args.failover or [])]
-    tail = Tail(stored.token, servers, args.room, args.after, on_event=status_line)
-
-    async def run():
-        async for message in tail.messages():
-            print(message_line(message), flush=True)
-
-    asyncio.run(run())
-    return 0
-
-
-def status_line(event: StreamEvent) -> None:
-    if event.kind == "subscribed":
-        print(f"subscribed at {event.url}", file=sys.stderr, flush=True)
-    elif event.kind == "reconnecting":
-        target = f" to {event.url}" if event.url else ""
-        print(f"{event.detail}; reconnecting{target} in {event.delay:.1f} s", file=sys.stderr, flush=True)
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def resolve_server(args, store: TokenStore) -> str:
-    server = getattr(args, "server", None) or store.last_server()
-    if not server:
-        raise UsageProblem("No server given and none used before: pass --server URL.")
-    return normalize_server(server)
-
-
-def not_logged_in(server: str) -> str:
-    return f"Not logged in to {server}; run: {PROG} login --server {server} --key PATH"
-
-
-def logged_in_client(args, store: TokenStore) -> NativeClient:
-    server = resolve_server(args, store)
-    stored = store.load(server)
-    if stored is None:
-        raise NotLoggedIn(not_logged_in(server))
-    return NativeClient(server, stored.token, timeout=args.timeout)
+DESCRIPTION = (
+    "Log in to a native rooms server with an SSH key, then read and write its rooms from a "
+    "terminal. Tokens are kept in private files and never printed."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,63 +36,115 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=argparse.SUPPRESS, help="server URL (default: the last one used)")
     common.add_argument(
-        "--config-dir", default=argparse.SUPPRESS, help="where tokens are kept ($NATIVE_CLIENT_CONFIG_DIR)"
+        "--config-dir",
+        default=argparse.SUPPRESS,
+        help="where tokens are kept (default: $NATIVE_CLIENT_CONFIG_DIR, else ~/.config/native-client)",
     )
-    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="HTTP timeout in seconds")
+    common.add_argument(
+        "--timeout", type=float, default=argparse.SUPPRESS, help="HTTP timeout in seconds (default: 10)"
+    )
+    # Raw: the exit-code table keeps its lines (descriptions are wrapped by hand for that reason).
+    layout = {"epilog": table_text(), "formatter_class": argparse.RawDescriptionHelpFormatter}
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], parents=[common])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=textwrap.fill(DESCRIPTION, 78), parents=[common], **layout
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, handler, help_text):
-        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub = subcommands.add_parser(
+            name, parents=[common], help=help_text, description=textwrap.fill(help_text, 78), **layout
+        )
         sub.set_defaults(handler=handler)
         return sub
 
-    login = command("login", cmd_login, "log in with an SSH key (file or ssh-agent)")
-    login.add_argument("--key", required=True, help="private key, or its .pub to sign through ssh-agent")
+    login = command("login", commands.cmd_login, "log in with an SSH key (a key file, or through ssh-agent)")
+    login.add_argument(
+        "--key",
+        required=True,
+        help="your private key file, or its .pub file: ssh-agent signs if it holds the key, "
+        "else the private key file (next to the .pub) is used",
+    )
     login.add_argument("--device", default=socket.gethostname()[:100], help="device name (default: hostname)")
-    command("whoami", cmd_whoami, "show the logged-in user and session")
-    logout = command("logout", cmd_logout, "end this session (the stored token is deleted)")
+    command("whoami", commands.cmd_whoami, "show the logged-in user and session")
+    logout = command("logout", commands.cmd_logout, "end this session (the stored token is deleted)")
     logout.add_argument("--everywhere", action="store_true", help="end every session of this user")
-    command("sessions", cmd_sessions, "list your live sessions (* marks this one)")
-    revoke = command("revoke", cmd_revoke, "end one of your sessions by id")
-    revoke.add_argument("session_id")
-    command("rooms", cmd_rooms, "list your rooms")
-    history = command("history", cmd_history, "print a room's messages")
-    history.add_argument("room")
-    history.add_argument("--limit", type=int)
-    history.add_argument("--before", type=int)
-    history.add_argument("--after", type=int)
-    send = command("send", cmd_send, "post a message")
-    send.add_argument("room")
-    send.add_argument("text")
-    send.add_argument("--to", type=int, action="append", metavar="USER_ID", help="only for these users")
+    command("sessions", commands.cmd_sessions, "list your live sessions (* marks this one)")
+    revoke = command("revoke", commands.cmd_revoke, "end one of your sessions by id")
+    revoke.add_argument("session_id", help="a session id, as sessions lists them")
+    command("rooms", commands.cmd_rooms, "list your rooms")
+    members = command("members", commands.cmd_members, "list a room's members: user id and username")
+    members.add_argument("room", help="room slug")
+    history = command("history", commands.cmd_history, "print a room's messages, oldest first")
+    history.add_argument("room", help="room slug")
+    history.add_argument("--limit", type=int, help="at most this many messages, 1 to 200 (default: 50)")
+    history.add_argument("--before", type=int, metavar="ID", help="only messages before this id")
+    history.add_argument("--after", type=int, metavar="ID", help="only messages after this id")
+    send = command("send", commands.cmd_send, "post a message")
+    send.add_argument("room", help="room slug")
+    send.add_argument("text", help="the message")
+    send.add_argument(
+        "--to",
+        action="append",
+        metavar="USER",
+        help="only for this member, by username or numeric user id (repeat for several)",
+    )
     send.add_argument("--client-id", help="idempotency key (default: a fresh UUID)")
-    tail = command("tail", cmd_tail, "print a room's messages as they arrive, reconnecting as needed")
-    tail.add_argument("room")
-    tail.add_argument("--after", type=int, help="first print every message after this id")
+    tail = command(
+        "tail",
+        commands.cmd_tail,
+        "print a room's latest messages, then new ones as they arrive, reconnecting as needed",
+    )
+    tail.add_argument("room", help="room slug")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument(
+        "--last",
+        type=last_count,
+        default=10,
+        metavar="N",
+        help=f"first print the N latest messages, 0 to {MAX_LAST} (default: 10)",
+    )
+    start.add_argument("--after", type=int, metavar="ID", help="first print every message after this id")
     tail.add_argument("--failover", action="append", metavar="URL", help="another server to fail over to")
     return parser
 
 
+def last_count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_LAST:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_LAST}")
+    return value
+
+
+def advice(error: ClientError, args) -> str:
+    """The error's line for stderr: what happened, then what to do about it."""
+    text = error.detail if isinstance(error, ApiError) else str(error)
+    code = exit_code_for(error)
+    server = getattr(args, "resolved_server", None)
+    room = getattr(args, "room", None)
+    if isinstance(error, (LoginRefused, NotLoggedIn)):
+        return text  # these say what to do already
+    if code is ExitCode.NOT_LOGGED_IN:
+        return f"{text} Log in again: {login_command(server)}"
+    if code is ExitCode.FORBIDDEN and room is not None and getattr(error, "close_code", None) != 4403:
+        return f"{text} {PROG} rooms lists the rooms you are in."
+    if isinstance(error, UnknownMembers):
+        return f"{text} Nothing was sent; {PROG} members {room} lists the members."
+    if code is ExitCode.RATE_LIMITED and getattr(error, "retry_after", None):
+        return f"{text} Retry in {error.retry_after} s."
+    if isinstance(error, NetworkError):
+        return f"{text} Is the server running, and is --server right?"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a bad command line exits with 2 (ExitCode.USAGE)
     args.timeout = getattr(args, "timeout", 10.0)
     store = TokenStore(getattr(args, "config_dir", None))
     try:
         return args.handler(args, store)
     except KeyboardInterrupt:
-        return 130
-    except (NotLoggedIn, UsageProblem, StreamUnauthorized, StreamForbidden) as exc:
-        return fail(str(exc), 2)
-    except ApiError as exc:
-        if exc.auth_needed:
-            return fail(f"{exc.detail} Log in again: {PROG} login --key PATH", 2)
-        return fail(exc.detail, 1)
-    except (StreamStopped, ClientError) as exc:
-        return fail(str(exc), 1)
-
-
-def fail(message: str, code: int) -> int:
-    print(f"error: {display(message)}", file=sys.stderr)
-    return code
+        return ExitCode.INTERRUPTED
+    except ClientError as exc:
+        print(f"error: {display(advice(exc, args))}", file=sys.stderr)
+        return exit_code_for(exc)

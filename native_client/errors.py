@@ -28,6 +28,22 @@ class ApiError(ClientError):
         return f"ApiError({self.status}, {self.code!r}, {self.detail!r})"
 
 
+class UsageProblem(ClientError):
+    """The command line cannot be acted on (e.g. no server given and none remembered)."""
+
+
+class LoginRefused(ApiError):
+    """The server refused the login itself (401 on POST /token); the message says what to do."""
+
+
+class UnknownMembers(ClientError):
+    """Some usernames given as message targets are not members of the room."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+
 class NetworkError(ClientError):
     """The server could not be reached, or the connection broke before an answer arrived."""
 

@@ -4,8 +4,12 @@ We call OpenSSH rather than parsing keys ourselves: it already handles every key
 keys (it asks for the passphrase on the terminal) and ssh-agent, and users trust it with their keys.
 When ``SSH_AUTH_SOCK`` is set and the agent holds the key, ssh-keygen is given the ``.pub`` file,
 which makes it sign through the agent, so a passphrase-protected key never needs its passphrase here.
+Otherwise the private key file signs, also when the caller named the ``.pub`` beside it.
 """
 
+import base64
+import binascii
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -35,10 +39,21 @@ def public_key_line(key: str | os.PathLike) -> str:
         # No .pub beside the key: ssh-keygen derives it (and may ask for the passphrase).
         line = _run(["ssh-keygen", "-y", "-f", str(private)], timeout=SIGN_TIMEOUT).decode().strip()
     else:
-        raise SigningError(f"No SSH key at {private or public}.")
+        raise SigningError(
+            f"No SSH key at {private or public}: give the path of a private key or of its .pub file."
+        )
     if len(line.split()) < 2:
         raise SigningError(f"{public} is not an OpenSSH public key.")
     return line
+
+
+def fingerprint(public_line: str) -> str:
+    """``SHA256:…`` of the key blob, as ``ssh-keygen -lf`` prints it (and the server shows it)."""
+    try:
+        blob = base64.b64decode(public_line.split()[1], validate=True)
+    except (IndexError, binascii.Error):
+        return "an unreadable key"
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def agent_holds(public_line: str, env: dict | None = None) -> bool:
@@ -66,8 +81,16 @@ def sign(data: bytes, namespace: str, key: str | os.PathLike, env: dict | None =
         signer = public
     elif private is not None and private.exists():
         signer = private
+    elif env.get("SSH_AUTH_SOCK"):
+        raise SigningError(
+            f"No private key next to {public}, and the ssh-agent does not hold this key: "
+            f"load it with ssh-add, or log in with the private key file instead."
+        )
     else:
-        raise SigningError(f"The ssh-agent does not hold the key {public} and there is no private key file.")
+        raise SigningError(
+            f"No private key next to {public}, and no ssh-agent is running (SSH_AUTH_SOCK is unset): "
+            f"log in with the private key file instead, or start ssh-agent and load the key with ssh-add."
+        )
     # Data on stdin: ssh-keygen then writes the signature to stdout and never touches a file.
     output = _run(
         ["ssh-keygen", "-q", "-Y", "sign", "-n", namespace, "-f", str(signer)],

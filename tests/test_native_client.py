@@ -6,8 +6,10 @@ alice and bob share "general"; alice alone is in "alice-only" (see conftest). Th
 
 import asyncio
 import json
+import logging
 import os
 import queue
+import shutil
 import signal
 import stat
 import subprocess
@@ -30,11 +32,13 @@ from native_client import (
     Tail,
     TokenStore,
 )
+from native_client.cli import main as cli_main
 from tests.server import ROOT, free_port
-from tests.ssh_helpers import make_key, public_key_line, ssh_agent
+from tests.ssh_helpers import fingerprint, make_key, public_key_line, ssh_agent
 
 pytestmark = pytest.mark.e2e
 
+PROG = "python -m native_client"
 FAST = Backoff(initial=0.05, cap=0.5, rate_limited=0.5)
 
 
@@ -148,6 +152,31 @@ def test_it_logs_in_through_ssh_agent_with_a_passphrase_protected_key(
         assert client.me()["token"]["device_name"] == "agent"
 
 
+def test_the_cli_says_an_unknown_key_must_be_registered_by_an_operator(server, tmp_path, alice):
+    stranger = make_key(tmp_path, "ed25519")
+    refused = cli(tmp_path / "config", "login", "--server", server.url, "--key", stranger)
+    assert refused.returncode == 3
+    assert "log in again" not in refused.stderr.lower()  # it would fail the same way
+    assert fingerprint(f"{stranger}.pub") in refused.stderr
+    assert refused.stderr.rstrip().endswith(f"python manage.py add_ssh_key USERNAME {stranger}.pub")
+
+
+def test_a_pub_path_with_no_agent_signs_with_the_private_key_beside_it(server, keys, alice, tmp_path):
+    config = tmp_path / "config"
+    logged_in = cli(config, "login", "--server", server.url, "--key", f"{keys['alice']}.pub")  # no agent
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert cli(config, "whoami").stdout.startswith("alice ")
+
+
+def test_a_pub_path_with_no_private_key_and_no_agent_says_what_to_pass(server, keys, alice, tmp_path):
+    lonely = tmp_path / "only.pub"
+    shutil.copy(f"{keys['alice']}.pub", lonely)
+    refused = cli(tmp_path / "config", "login", "--server", server.url, "--key", lonely)
+    assert refused.returncode == 9
+    assert f"No private key next to {lonely}, and no ssh-agent is running" in refused.stderr
+    assert "private key file" in refused.stderr
+
+
 # --- token store and CLI ----------------------------------------------------------------------
 
 
@@ -206,7 +235,7 @@ def test_the_cli_lists_sessions_and_logs_out_only_this_one(server, keys, alice, 
     assert phone.me()["token"]["device_name"] == "phone"  # the other session lives on
 
     again = cli(config, "whoami")
-    assert again.returncode == 2
+    assert again.returncode == 3
     assert "Not logged in" in again.stderr and again.stdout == ""
 
 
@@ -219,33 +248,63 @@ def test_the_cli_revokes_another_session_by_id(server, keys, alice, tmp_path):
     assert revoked.returncode == 0, revoked.stderr
     with pytest.raises(ApiError):
         phone.me()
-    assert cli(config, "revoke", phone_id).returncode == 1  # no longer a live session: 404
+    assert cli(config, "revoke", phone_id).returncode == 5  # no longer a live session: 404
 
 
-def test_cli_exit_codes_tell_api_errors_from_missing_auth(
-    server, keys, alice, bob, general, alice_only, tmp_path
+def run_cli(capsys, config, *args) -> tuple[int, str, str]:
+    """The CLI in this process (cheaper than a subprocess when a test makes many calls)."""
+    code = cli_main(["--config-dir", str(config), *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_same_refusal_gives_the_same_exit_code_in_history_and_tail(
+    server, keys, alice, bob, general, alice_only, tmp_path, capsys, monkeypatch
 ):
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     config = tmp_path / "config"
-    assert cli(config, "login", "--server", server.url, "--key", keys["bob"]).returncode == 0
+    assert run_cli(capsys, config, "login", "--server", server.url, "--key", keys["bob"])[0] == 0
+    code, rooms, _ = run_cli(capsys, config, "rooms")
+    assert code == 0 and rooms.split()[0] == "general" and "alice-only" not in rooms
 
-    rooms = cli(config, "rooms")
-    assert rooms.returncode == 0 and rooms.stdout.split()[0] == "general" and "alice-only" not in rooms.stdout
-    refused = cli(config, "history", "alice-only")
-    assert refused.returncode == 1
-    assert refused.stderr == "error: You are not a member of this room, or it does not exist.\n"
+    # Not a member: 4, whether history's 403, tail's history call, or tail's forbidden frame says it.
+    not_a_member = [
+        run_cli(capsys, config, "history", "alice-only"),
+        run_cli(capsys, config, "tail", "alice-only"),
+        run_cli(capsys, config, "tail", "alice-only", "--last", "0"),
+        run_cli(capsys, config, "tail", "no-such-room", "--after", "0"),
+    ]
+    assert [code for code, _, _ in not_a_member] == [4, 4, 4, 4], not_a_member
+    assert not_a_member[0][2] == (
+        "error: You are not a member of this room, or it does not exist. "
+        f"{PROG} rooms lists the rooms you are in.\n"
+    )
+    for _, out, err in not_a_member[1:]:
+        assert "not a member" in err and "rooms lists the rooms you are in" in err and out == ""
 
+    # The token refused: 3 everywhere, with the command that fixes it.
     with NativeClient(server.url, stored_token(config)) as client:
         client.logout_everywhere()
-    revoked = cli(config, "whoami")
-    assert revoked.returncode == 2 and "log in again" in revoked.stderr.lower()
+    refused = [
+        run_cli(capsys, config, *command)
+        for command in (["whoami"], ["history", "general"], ["tail", "general"])
+    ]
+    assert [code for code, _, _ in refused] == [3, 3, 3], refused
+    for _, _, err in refused:
+        assert f"Log in again: {PROG} login --server {server.url} --key PATH" in err
 
-    dead = f"http://127.0.0.1:{free_port()}"
+    # Nothing stored for that server: 3 too.
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    for command in ("history", "tail"):
+        code, _, err = run_cli(capsys, config, command, "general", "--server", elsewhere)
+        assert code == 3 and "Not logged in" in err
+
+    # The server cannot be reached: 8 (tail retries forever instead, see the Tail tests).
     TokenStore(config).save(
-        dead, {"token": "nat_x", "token_id": "t", "expires_at": "", "user": {"id": 1, "username": "bob"}}
+        elsewhere, {"token": "nat_x", "token_id": "t", "expires_at": "", "user": {"id": 1, "username": "bob"}}
     )
-    unreachable = cli(config, "whoami", "--server", dead)
-    assert unreachable.returncode == 1 and "Cannot reach" in unreachable.stderr
-    assert len(unreachable.stderr.splitlines()) == 1
+    code, _, err = run_cli(capsys, config, "history", "general", "--server", elsewhere)
+    assert code == 8 and "Cannot reach" in err and len(err.splitlines()) == 1
 
 
 def test_the_cli_sends_and_reads_history_with_hostile_text_escaped(
@@ -409,11 +468,36 @@ async def test_tail_stops_with_unauthorized_when_its_session_logs_out(server, ke
     await asyncio.wait_for(run.task, 5)
     assert isinstance(run.stopped, StreamUnauthorized)
     assert run.stopped.close_code == 4401
-    assert not any(e.kind == "reconnecting" for e in run.events)
+    # 4401: one fresh ticket at once (API.md: "mint a new ticket"), which the dead token cannot get.
+    assert [(e.close_code, e.delay) for e in run.events if e.kind == "reconnecting"] == [(4401, 0.0)]
 
     again = Run(token, server.url, "general", backoff=FAST)  # the dead token cannot mint a ticket
     await asyncio.wait_for(again.task, 5)
     assert isinstance(again.stopped, StreamUnauthorized) and again.stopped.close_code is None
+
+
+async def test_no_credential_ever_appears_in_a_url_or_a_log_line(server, keys, alice, bob, general, caplog):
+    """The ticket goes in the auth frame: the client's websockets DEBUG log and the server's
+    access log of a whole tail (history, ticket, connect, live message, close) hold no secret."""
+    caplog.set_level(logging.DEBUG)
+    server_log_before = len(server.log())
+    alice_client = await asyncio.to_thread(login, server.url, keys["alice"])
+    bob_client = await asyncio.to_thread(login, server.url, keys["bob"])
+    run = Run(alice_client.token, server.url, "general", last=5, backoff=FAST)
+    await until(lambda: run.subscribed_at(server.url))
+    await post(bob_client, "general", "hi")
+    await until(lambda: len(run.messages) == 1)
+    await run.close()
+    await until(lambda: "WSDISCONNECT" in server.log()[server_log_before:])
+
+    client_log = "\n".join(record.getMessage() for record in caplog.records)
+    assert "> GET /api/ws/native HTTP/1.1" in client_log  # websockets did log at DEBUG
+    server_log = server.log()[server_log_before:]
+    websocket_lines = [line for line in server_log.splitlines() if "/api/ws/native" in line]
+    assert websocket_lines and not any("?" in line for line in websocket_lines)
+    for text in (client_log, server_log):
+        for secret in ("wst_", "nat_", "nst_", "ticket=", "token=", alice_client.token[4:12]):
+            assert secret not in text
 
 
 @pytest.mark.parametrize("room", ["alice-only", "no-such-room"])
@@ -443,9 +527,49 @@ async def test_tail_backs_off_longer_when_the_server_rate_limits_connects(
     assert event.delay >= FAST.rate_limited > FAST.cap / 2
 
 
-def test_cli_tail_prints_live_messages_and_exits_2_when_logged_out(
+def test_cli_tail_after_send_shows_the_latest_messages_then_live_ones_and_exits_3_when_logged_out(
     server, keys, alice, bob, general, tmp_path
 ):
+    config = tmp_path / "config"
+    assert cli(config, "login", "--server", server.url, "--key", keys["alice"]).returncode == 0
+    with NativeClient(server.url, stored_token(config)) as client:
+        older = [client.send("general", f"hello {i}") for i in range(11)]
+    sent = cli(config, "send", "general", "hello 11")  # the quickstart's send, then its tail
+    assert sent.returncode == 0
+    expected = [f"[{m['id']}] alice: {m['body']}\n" for m in older[2:]] + [sent.stdout]
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "native_client", "tail", "general"],
+        cwd=ROOT,
+        env=cli_env(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = lines_of(tail.stdout), lines_of(tail.stderr)
+        # The 10 latest (default --last), then the status line saying it waits for more.
+        assert [stdout.get(timeout=15) for _ in range(10)] == expected
+        status = stderr.get(timeout=15)
+        assert status.startswith(f"subscribed to general at {server.url}: 10 earlier messages above")
+        assert "waiting for new ones" in status
+        with login(server.url, keys["bob"]) as bob_client:
+            message = bob_client.send("general", "hello alice")
+        assert stdout.get(timeout=10) == f"[{message['id']}] bob: hello alice\n"
+        with pytest.raises(queue.Empty):
+            stdout.get(timeout=0.3)  # nothing printed twice
+
+        assert cli(config, "logout").returncode == 0
+        assert tail.wait(timeout=10) == 3
+        rest = []
+        while not rest or not rest[-1].startswith("error:"):
+            rest.append(stderr.get(timeout=5))
+        assert f"Log in again: python -m native_client login --server {server.url}" in rest[-1]
+    finally:
+        tail.kill()
+        tail.wait()
+
+
+def test_cli_tail_of_an_empty_room_says_it_is_waiting(server, keys, alice, bob, general, tmp_path):
     config = tmp_path / "config"
     assert cli(config, "login", "--server", server.url, "--key", keys["alice"]).returncode == 0
     tail = subprocess.Popen(
@@ -457,15 +581,10 @@ def test_cli_tail_prints_live_messages_and_exits_2_when_logged_out(
         text=True,
     )
     try:
-        stdout, stderr = lines_of(tail.stdout), lines_of(tail.stderr)
-        assert stderr.get(timeout=15).startswith("subscribed at ")
-        with login(server.url, keys["bob"]) as bob_client:
-            message = bob_client.send("general", "hello alice")
-        assert stdout.get(timeout=10) == f"[{message['id']}] bob: hello alice\n"
-
-        assert cli(config, "logout").returncode == 0
-        assert tail.wait(timeout=10) == 2
-        assert "log in again" in stderr.get(timeout=5)
+        status = lines_of(tail.stderr).get(timeout=15)
+        assert status == (
+            f"subscribed to general at {server.url}: no messages yet; waiting for new ones (Ctrl-C to stop)\n"
+        )
     finally:
         tail.kill()
         tail.wait()
