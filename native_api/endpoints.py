@@ -125,7 +125,7 @@ def decode_json(raw: bytes, shape: type):
         raise InvalidInput(field_detail(exc, shape) or NOT_AN_OBJECT) from None
     except (msgspec.DecodeError, ValueError, RecursionError):
         raise InvalidInput(undecodable_detail(raw, NOT_JSON)) from None
-    check_storable(value, text_fields(shape))
+    check_storable(raw, value, text_fields(shape))
     return value
 
 

@@ -54,8 +54,13 @@ def undecodable_detail(data: bytes | str, not_json: str) -> str:
     return UNSTORABLE_TEXT if has_unstorable_text(parsed) else not_json
 
 
-def check_storable(value, text_fields: tuple[str, ...]) -> None:
-    """NUL is valid JSON ("\\u0000") but no PostgreSQL text column takes it: a 400, not a 500."""
+def check_storable(raw: bytes | str, value, text_fields: tuple[str, ...]) -> None:
+    """NUL is valid JSON ("\\u0000") but no PostgreSQL text column takes it: a 400, not a 500.
+
+    JSON cannot carry a raw NUL inside a string, only its escape, so text without the escape
+    is cleared by one substring search and the fields are looked at only when it appears."""
+    if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") not in raw:
+        return
     for name in text_fields:
         text = getattr(value, name)
         if text is not None and "\x00" in text:

@@ -110,7 +110,7 @@ def decode_client_frame(text: str | None) -> ClientFrame:
     except (msgspec.DecodeError, ValueError, RecursionError):
         raise InvalidFrame(undecodable_detail(text, NOT_JSON)) from None
     try:
-        check_storable(frame, _TEXT_FIELDS[type(frame)])
+        check_storable(text, frame, _TEXT_FIELDS[type(frame)])
     except InvalidInput as exc:
         raise InvalidFrame(exc.detail, frame.ref) from None
     return frame
