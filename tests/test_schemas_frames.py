@@ -115,6 +115,8 @@ def test_a_valid_frame_decodes_to_its_struct(text, frame):
         ('{"type": "send", "room": "g", "body": "a\\u0000b"}', UNSTORABLE),
         ('{"type": "send", "room": "g", "body": "\\ud800"}', UNSTORABLE),
         ('{"type": "ping", "x": "\\udfff"}', UNSTORABLE),
+        ('{"type": "ping", "ref": [1], "x": "\\ud800"}', UNSTORABLE),
+        ('{"type": "send", "room": 5, "x": ' + "[" * 30_000 + "]" * 30_000 + "}", "The frame is not valid JSON."),
         ('{"type": "ping", "x": ' + "[" * 30_000 + "]" * 30_000 + "}", "The frame is not valid JSON."),
         ('{"type": "ping", "x": NaN}', "The frame is not valid JSON."),
         (None, "Binary frames are not supported; send JSON text."),
@@ -130,6 +132,21 @@ def test_the_refusal_carries_a_valid_ref_so_the_error_frame_can_echo_it():
     assert refused('{"type": "send", "room": "g", "body": "\\u0000", "ref": "r9"}').ref == "r9"
     assert refused('{"type": "ping", "ref": ["not", "a", "string"]}').ref is None
     assert refused("not json").ref is None
+
+
+@pytest.mark.parametrize(
+    "text, frame_type",
+    [
+        ('{"type": "auth", "ticket": 5}', "auth"),
+        ('{"type": "dance"}', "dance"),
+        ('{"type": "send", "room": "g", "body": "\\u0000"}', "send"),
+        ('{"type": "auth", "ref": 5}', None),
+        ("[]", None),
+        ("nope", None),
+    ],
+)
+def test_the_refusal_says_which_type_of_frame_it_was_when_it_was_an_object(text, frame_type):
+    assert refused(text).frame_type == frame_type
 
 
 def test_the_auth_frame_names_its_credential_ticket_first():

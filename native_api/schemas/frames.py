@@ -87,11 +87,16 @@ _decoder = msgspec.json.Decoder(AuthFrame | SubscribeFrame | UnsubscribeFrame | 
 
 class InvalidFrame(InvalidInput):
     """A client frame the contract does not allow: answer ``error`` invalid_request with ``detail``
-    (echoing ``ref`` when the frame carried a valid one) and count it as a bad frame."""
+    (echoing ``ref`` when the frame carried a valid one) and count it as a bad frame.
 
-    def __init__(self, detail: str, ref: str | None = None):
+    ``frame_type`` is the frame's ``type`` when it was a JSON object with a string type and a
+    valid ref (else None): before authentication such a frame, if not a valid auth frame, closes
+    the socket 4401 instead of being answered."""
+
+    def __init__(self, detail: str, ref: str | None = None, frame_type: str | None = None):
         super().__init__(detail)
         self.ref = ref
+        self.frame_type = frame_type
 
 
 class _Envelope(msgspec.Struct):
@@ -112,7 +117,7 @@ def decode_client_frame(text: str | None) -> ClientFrame:
     try:
         check_storable(text, frame, _TEXT_FIELDS[type(frame)])
     except InvalidInput as exc:
-        raise InvalidFrame(exc.detail, frame.ref) from None
+        raise InvalidFrame(exc.detail, frame.ref, frame.__struct_config__.tag) from None
     return frame
 
 
@@ -123,6 +128,10 @@ def _explain(text: str, error: msgspec.ValidationError) -> InvalidFrame:
         envelope = msgspec.json.decode(text, type=_Envelope)
     except msgspec.ValidationError:
         return InvalidFrame(NOT_AN_OBJECT)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        # The first refusal came before the text turned out not to be JSON msgspec reads (a
+        # lone surrogate further on, nesting past the limit): say that instead.
+        return InvalidFrame(undecodable_detail(text, NOT_JSON))
     kind, ref = envelope.type, envelope.ref
     if not isinstance(kind, str):
         return InvalidFrame(NOT_AN_OBJECT)
@@ -130,8 +139,8 @@ def _explain(text: str, error: msgspec.ValidationError) -> InvalidFrame:
         return InvalidFrame(BAD_REF)
     shape = _BY_TYPE.get(kind)
     if shape is None:
-        return InvalidFrame(f"Unknown frame type {kind[:32]!r}.", ref)
-    return InvalidFrame(field_detail(error, shape) or NOT_AN_OBJECT, ref)
+        return InvalidFrame(f"Unknown frame type {kind[:32]!r}.", ref, kind)
+    return InvalidFrame(field_detail(error, shape) or NOT_AN_OBJECT, ref, kind)
 
 
 # --- server → client ----------------------------------------------------------------------------
