@@ -14,14 +14,18 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	@echo "Creating $(VENV) and installing the pinned requirements (about a minute the first time)..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
+	@echo "$(VENV) is ready."
 	touch $@
 
 run: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
+# Without DATABASE_URL (PostgreSQL) and REDIS_URL the tests marked postgres/redis are
+# deselected; the summary says how many. .ci/run runs the suite on both configurations.
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

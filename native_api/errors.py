@@ -1,8 +1,10 @@
 """The JSON error format of API.md: ``{"error": code, "detail": sentence}``."""
 
+import msgspec
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponse
 
+from native_api.schemas.http import Error
 from tokens.exceptions import CredentialCheckUnavailable
 
 # Errors that mean "a dependency is down, retry later" (503 / error frame "unavailable"). Other
@@ -33,6 +35,12 @@ DEFAULT_DETAIL = {
     503: "A service this request needs is unavailable; retry later.",
 }
 
+# RFC 7235 requires a challenge on every 401; RFC 6750 names the scheme. No error="…" parameter:
+# one 401 answers both "no credential" and "bad credential", and the body's detail says which.
+WWW_AUTHENTICATE = "Bearer"
+
+_encode = msgspec.json.Encoder().encode
+
 
 class ApiError(Exception):
     """Raised by views; turned into the JSON error response by ApiErrorMiddleware."""
@@ -44,14 +52,19 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
-def error_response(status: int, detail: str | None = None, *, retry_after: int | None = None) -> JsonResponse:
-    response = JsonResponse(
-        {
-            "error": CODES.get(status, "internal_error" if status >= 500 else "invalid_request"),
-            "detail": detail or DEFAULT_DETAIL.get(status, "Error."),
-        },
-        status=status,
+def error_response(status: int, detail: str | None = None, *, retry_after: int | None = None) -> HttpResponse:
+    body = Error(
+        error=CODES.get(status, "internal_error" if status >= 500 else "invalid_request"),
+        detail=detail or DEFAULT_DETAIL.get(status, "Error."),
     )
+    response = HttpResponse(_encode(body), status=status, content_type="application/json")
+    if status == 401:
+        response["WWW-Authenticate"] = WWW_AUTHENTICATE
     if retry_after is not None:
         response["Retry-After"] = str(max(1, int(retry_after)))
     return response
+
+
+def sentence(text: str) -> str:
+    """A detail from a lower layer ("target_user_ids must all be members of the room") as a sentence."""
+    return text if text.endswith(".") else f"{text}."

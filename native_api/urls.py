@@ -1,11 +1,11 @@
 from django.urls import path
 
-from native_api import openapi
-from native_api.views import health, rooms, session
+from native_api.views import documents, health, rooms, session
 
 urlpatterns = [
     path("health", health.health, name="health"),
-    path("openapi.json", openapi.openapi_json, name="openapi"),
+    path("openapi.json", documents.openapi_json, name="openapi"),
+    path("asyncapi.json", documents.asyncapi_json, name="asyncapi"),
     path("challenge", session.challenge, name="challenge"),
     path("token", session.token, name="token"),
     path("me", session.me, name="me"),
@@ -15,5 +15,6 @@ urlpatterns = [
     path("tokens/<str:token_id>", session.token_detail, name="token-detail"),
     path("rooms", rooms.rooms, name="rooms"),
     path("rooms/<str:slug>/history", rooms.history, name="history"),
+    path("rooms/<str:slug>/members", rooms.members, name="members"),
     path("rooms/<str:slug>/messages", rooms.messages, name="messages"),
 ]

@@ -59,6 +59,32 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    config.stash[_BACKEND_DESELECTED] = len(drop)
+
+
+_BACKEND_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_report_header(config):
+    database = "PostgreSQL" if ON_POSTGRES else "SQLite"
+    layer = "Redis" if ON_REDIS else "in-memory channel layer and local cache"
+    return f"backends: {database}, {layer}"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say why tests were deselected, so that "23 deselected" does not read as tests lost."""
+    count = config.stash.get(_BACKEND_DESELECTED, 0)
+    if count:
+        missing = " and ".join(
+            name
+            for name, on in (("DATABASE_URL=postgres://…", ON_POSTGRES), ("REDIS_URL", ON_REDIS))
+            if not on
+        )
+        terminalreporter.write_line(
+            f"{count} {'test' if count == 1 else 'tests'} marked postgres/redis "
+            f"{'was' if count == 1 else 'were'} deselected: they need {missing}. "
+            ".ci/run runs them in its second pass, against PostgreSQL + Redis."
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -209,3 +209,60 @@ def test_login_sends_djangos_login_signals(client, alice, keys):
         user_logged_in.disconnect(on_success)
         user_login_failed.disconnect(on_failure)
     assert seen == [("ok", "alice"), ("failed", None)]
+
+
+def test_a_failed_login_is_a_401_with_a_bearer_challenge(client, alice, keys):
+    body = body_for(client, keys["alice"])
+    assert post_token(client, body).status_code == 201
+    replay = post_token(client, body)
+    assert replay.status_code == 401 and replay["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"]
+)
+def test_a_body_not_sent_as_json_is_refused_and_still_burns_its_nonce(client, alice, keys, content_type):
+    import json
+
+    body = body_for(client, keys["alice"])
+    response = client.post("/api/native/token", json.dumps(body), content_type=content_type)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "detail": "The body must be JSON, sent with Content-Type: application/json.",
+    }
+    assert post_token(client, body).status_code == 401  # the nonce died with the first attempt
+
+
+def test_a_json_content_type_with_utf8_charset_is_accepted(client, alice, keys):
+    import json
+
+    body = json.dumps(body_for(client, keys["alice"]))
+    response = client.post("/api/native/token", body, content_type="application/json; charset=UTF-8")
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "mutate, detail",
+    [
+        (
+            lambda b: {k: v for k, v in b.items() if k != "signature"},
+            "signature is required (a string of 1 to 16384 characters).",
+        ),
+        (lambda b: dict(b, nonce=5), "nonce must be a non-empty string."),
+        (lambda b: dict(b, device_name="d" * 101), "device_name must be a string of at most 100 characters."),
+        (
+            lambda b: dict(b, public_key_fingerprint=["x"]),
+            "public_key_fingerprint must be a string of at most 100 characters.",
+        ),
+    ],
+)
+def test_a_bad_field_gets_one_sentence_naming_it(client, alice, keys, mutate, detail):
+    response = post_token(client, mutate(body_for(client, keys["alice"])))
+    assert response.status_code == 400 and response.json() == {"error": "invalid_request", "detail": detail}
+
+
+def test_a_400_for_another_field_still_burns_the_nonce(client, alice, keys):
+    body = body_for(client, keys["alice"])
+    assert post_token(client, dict(body, device_name="d" * 101)).status_code == 400
+    assert post_token(client, body).status_code == 401

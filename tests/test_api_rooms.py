@@ -143,3 +143,78 @@ def test_history_uses_a_constant_number_of_queries(
     history(client, raw, "general")  # warm last_used_at
     with django_assert_max_num_queries(5):
         assert len(history(client, raw, "general", "?limit=200").json()["messages"]) == 30
+
+
+@pytest.mark.parametrize(
+    "body, detail",
+    [
+        ({}, "body is required (a string of 1 to 4000 characters)."),
+        ({"body": ""}, "body must be a string of 1 to 4000 characters."),
+        ({"body": "x", "client_id": "c" * 65}, "client_id must be a string of 1 to 64 characters."),
+        (
+            {"body": "x", "target_user_ids": [0]},
+            "target_user_ids must be a list of at most 100 positive integer user ids.",
+        ),
+        (
+            {"body": "x", "target_user_ids": list(range(1, 102))},
+            "target_user_ids must be a list of at most 100 positive integer user ids.",
+        ),
+        ({"body": "a\x00b"}, "Strings must be Unicode text without NUL characters or lone surrogates."),
+    ],
+)
+def test_a_bad_message_field_gets_one_sentence_naming_it(client, alice, general, body, detail):
+    response = post(client, bearer(alice), "general", **body)
+    assert response.status_code == 400 and response.json() == {"error": "invalid_request", "detail": detail}
+
+
+def test_a_message_body_not_sent_as_json_is_refused(client, alice, general):
+    response = client.post(
+        "/api/native/rooms/general/messages",
+        '{"body": "hi"}',
+        content_type="text/plain",
+        **auth_header(bearer(alice)),
+    )
+    assert response.status_code == 400 and "Content-Type: application/json" in response.json()["detail"]
+    assert general.messages.count() == 0
+
+
+@pytest.mark.parametrize(
+    "query, detail",
+    [
+        ("?limit=0", "limit must be an integer from 1 to 200."),
+        ("?limit=x", "limit must be an integer from 1 to 200."),
+        ("?before=-1", "before must be a non-negative integer message id."),
+        ("?after=1&after=2", "after must be given at most once."),
+        ("?after=99999999999999999999", "after must be a non-negative integer message id."),
+    ],
+)
+def test_a_bad_history_parameter_gets_one_sentence_naming_it(client, alice, general, query, detail):
+    response = history(client, bearer(alice), "general", query)
+    assert response.status_code == 400 and response.json() == {"error": "invalid_request", "detail": detail}
+
+
+def test_members_lists_the_rooms_members_by_username(client, alice, bob, carol, general):
+    response = client.get("/api/native/rooms/general/members", **auth_header(bearer(carol)))
+    assert response.status_code == 200
+    assert response.json() == {
+        "room": "general",
+        "members": [
+            {"id": alice.pk, "username": "alice"},
+            {"id": bob.pk, "username": "bob"},
+            {"id": carol.pk, "username": "carol"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("slug", ["general", "alice-only", "no-such-room"])
+def test_members_of_a_room_the_caller_is_not_in_is_the_same_403_as_history(
+    client, mallory, general, alice_only, slug
+):
+    response = client.get(f"/api/native/rooms/{slug}/members", **auth_header(bearer(mallory)))
+    assert response.status_code == 403
+    assert response.json() == history(client, bearer(mallory), slug).json()
+
+
+def test_members_takes_only_get(client, alice, general):
+    response = client.post("/api/native/rooms/general/members", **auth_header(bearer(alice)))
+    assert response.status_code == 405 and response["Allow"] == "GET"

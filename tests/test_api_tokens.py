@@ -11,6 +11,40 @@ from tokens.models import NativeToken
 pytestmark = pytest.mark.django_db
 
 
+TOKEN_INFO_FIELDS = {
+    "id",
+    "kind",
+    "device_name",
+    "user_agent",
+    "created_ip",
+    "created_at",
+    "last_used_at",
+    "expires_at",
+    "current",
+    "live_sockets",
+}
+
+
+def open_socket_for(credential_id: str, user_id: int, connection_id: str):
+    """Register a live websocket in the presence registry, as the websocket layer does."""
+    from live import presence
+
+    presence.opened(
+        presence.LiveSocket(connection_id, credential_id, user_id, presence.PROCESS, None, timezone.now())
+    )
+    return connection_id
+
+
+@pytest.fixture
+def live_registry():
+    from live import presence
+
+    opened = []
+    yield opened
+    for connection_id in opened:
+        presence.closed(connection_id)
+
+
 def test_me_describes_the_user_and_the_current_token(client, alice):
     raw = bearer(alice, device_name="laptop", user_agent="native/1.0", client_ip="203.0.113.9")
     response = client.get("/api/native/me", **auth_header(raw))
@@ -18,26 +52,55 @@ def test_me_describes_the_user_and_the_current_token(client, alice):
     data = response.json()
     assert data["user"] == {"id": alice.pk, "username": "alice"}
     token = data["token"]
-    assert token["device_name"] == "laptop" and token["user_agent"] == "native/1.0"
+    assert set(token) == TOKEN_INFO_FIELDS
+    assert (token["kind"], token["device_name"], token["user_agent"]) == ("native", "laptop", "native/1.0")
     assert token["created_ip"] == "203.0.113.9" and token["current"] is True
-    assert set(token) == {
-        "id",
-        "device_name",
-        "user_agent",
-        "created_ip",
-        "created_at",
-        "last_used_at",
-        "expires_at",
-        "current",
+    assert token["id"] == NativeToken.objects.get().public_id and token["live_sockets"] == 0
+
+
+def test_a_service_token_has_the_same_token_info_fields_with_null_where_they_do_not_apply(client, alice):
+    from tokens.service_tokens import mint
+
+    raw, claims = mint(alice, name="deploy-bot")
+    response = client.get("/api/native/me", **auth_header(raw))
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert set(token) == TOKEN_INFO_FIELDS
+    assert token == {
+        "id": claims.jti,
+        "kind": "service",
+        "device_name": "deploy-bot",
+        "user_agent": None,
+        "created_ip": None,
+        "created_at": claims.issued_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "last_used_at": None,
+        "expires_at": claims.expires_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "current": True,
+        "live_sockets": 0,
     }
 
 
-def test_a_service_token_works_where_a_native_token_does(client, alice):
-    from tokens.service_tokens import mint
+def test_live_sockets_counts_the_websockets_open_with_each_token(client, alice, live_registry):
+    raw, other = bearer(alice, device_name="this"), bearer(alice, device_name="other")
+    this_id = NativeToken.objects.get(device_name="this").public_id
+    other_id = NativeToken.objects.get(device_name="other").public_id
+    live_registry += [open_socket_for(other_id, alice.pk, f"c{i}") for i in range(2)]
+    live_registry.append(open_socket_for(this_id, alice.pk, "c-this"))
+    listed = client.get("/api/native/tokens", **auth_header(raw)).json()["tokens"]
+    assert {t["id"]: t["live_sockets"] for t in listed} == {this_id: 1, other_id: 2}
+    me = client.get("/api/native/me", **auth_header(other)).json()["token"]
+    assert (me["id"], me["live_sockets"]) == (other_id, 2)
 
-    raw, claims = mint(alice, name="bot")
-    response = client.get("/api/native/me", **auth_header(raw))
-    assert response.status_code == 200 and response.json()["token"]["id"] == claims.jti
+
+def test_the_token_list_asks_the_live_registry_once_for_all_tokens(client, alice, monkeypatch):
+    from live import presence
+
+    calls = []
+    real = presence.counts_for_credentials
+    monkeypatch.setattr(presence, "counts_for_credentials", lambda ids: calls.append(list(ids)) or real(ids))
+    raws = [bearer(alice, device_name=f"d{i}") for i in range(5)]
+    assert len(client.get("/api/native/tokens", **auth_header(raws[0])).json()["tokens"]) == 5
+    assert len(calls) == 1 and len(calls[0]) == 5
 
 
 @pytest.mark.parametrize(
@@ -57,6 +120,7 @@ def test_missing_or_malformed_credentials_get_401(client, alice, header):
     response = client.get("/api/native/me", **extra)
     assert response.status_code == 401
     assert response.json() == {"error": "unauthorized", "detail": "A valid bearer token is required."}
+    assert response["WWW-Authenticate"] == "Bearer"
 
 
 def test_a_tampered_or_truncated_token_gets_401(client, alice):
@@ -174,3 +238,32 @@ def test_logout_with_a_service_token_deny_lists_it(client, alice, django_capture
         assert client.delete("/api/native/logout", **auth_header(raw)).status_code == 204
     assert RevokedToken.objects.get().jti == claims.jti
     assert client.get("/api/native/me", **auth_header(raw)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "method, path", [("delete", "/api/native/logout"), ("delete", "/api/native/tokens"), ("delete", "TOKEN")]
+)
+def test_a_204_has_no_body_and_no_content_type(client, alice, method, path):
+    raw = bearer(alice)
+    if path == "TOKEN":
+        bearer(alice, device_name="other")
+        path = f"/api/native/tokens/{NativeToken.objects.get(device_name='other').public_id}"
+    response = getattr(client, method)(path, **auth_header(raw))
+    assert response.status_code == 204
+    assert response.content == b"" and "Content-Type" not in response
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/api/native/me"),
+        ("get", "/api/native/tokens"),
+        ("post", "/api/native/ws-ticket"),
+        ("delete", "/api/native/logout"),
+        ("get", "/api/native/rooms"),
+        ("get", "/api/native/rooms/general/members"),
+    ],
+)
+def test_every_401_carries_a_bearer_challenge(client, db, method, path):
+    response = getattr(client, method)(path, HTTP_AUTHORIZATION="Bearer nat_nope")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer"

@@ -62,7 +62,7 @@ def test_mint_prints_only_the_token_on_stdout_and_the_jti_on_stderr(alice):
     assert out == token + "\n" and token.startswith("nst_")
     credential = verify_bearer(token)
     assert credential.kind == "service" and credential.user == alice
-    expires_at = credential.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires_at = credential.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert err == f"jti={credential.id} expires_at={expires_at}\n"
     assert abs((credential.expires_at - timezone.now()).total_seconds() - 600) < 5
     assert service_tokens.read(token).name == "ci-bot"
@@ -176,7 +176,7 @@ def test_expires_at_without_a_timezone_is_read_as_utc(transactional_db, alice):
     out, _ = run("revoke_token", "someJti123", jti=True, expires_at=later.isoformat())
 
     assert RevokedToken.objects.get(jti="someJti123").expires_at == later.replace(tzinfo=UTC)
-    assert f"until {later.isoformat()}Z;" in out.splitlines()[0]
+    assert f"until {later.isoformat()}.000Z;" in out.splitlines()[0]
 
 
 def test_expires_at_with_an_offset_is_kept_as_that_instant(transactional_db):
@@ -219,7 +219,7 @@ def test_revoking_a_jti_twice_keeps_the_first_record(transactional_db):
     entry = RevokedToken.objects.get(jti="someJti123")
     assert entry.reason == "first"
     assert out.startswith("service token jti someJti123 was already deny-listed at ")
-    assert out.endswith("(until 2999-01-01T00:00:00Z); nothing changed\n")
+    assert out.endswith("(until 2999-01-01T00:00:00.000Z); nothing changed\n")
     assert Change.objects.filter(kind="jtis_denied").count() == 1
 
 

@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from native_api.openapi import SCHEMAS
+from native_api.schemas.openapi import document
 from rooms.posting import post_message
 from tests.conftest import bearer
 from tokens.login import issue_token
@@ -85,7 +85,11 @@ def call_and_check(case):
     assert response.status_code < 500, f"{where} {response.text[:500]}"
     if response.status_code >= 400:
         assert response.headers.get("content-type", [""])[0].startswith("application/json"), where
-        jsonschema.validate(response.json(), SCHEMAS["Error"])
+        jsonschema.validate(response.json(), document()["components"]["schemas"]["Error"])
+    if response.status_code == 401:
+        assert response.headers.get("www-authenticate") == ["Bearer"], where
+    if response.status_code == 204:
+        assert "content-type" not in response.headers and not response.content, where
     return response
 
 
@@ -100,6 +104,7 @@ MEMBER_SUCCESSES = {
     ("DELETE", "/api/native/tokens/{token_id}"): 204,
     ("GET", "/api/native/rooms"): 200,
     ("GET", "/api/native/rooms/{slug}/history"): 200,
+    ("GET", "/api/native/rooms/{slug}/members"): 200,
     ("POST", "/api/native/rooms/{slug}/messages"): 201,
 }
 
@@ -196,7 +201,9 @@ def test_daphne_answers_a_malformed_form_body_in_the_json_error_format(server):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("path", ["/api/native/health", "/api/native/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/api/native/health", "/api/native/openapi.json", "/api/native/asyncapi.json"]
+)
 def test_an_unsafe_method_on_a_read_only_endpoint_is_a_405_not_a_csrf_403(server, path):
     response = httpx.post(f"{server.url}{path}")
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"

@@ -7,8 +7,9 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+
+from native_api.endpoints import Operation, endpoint, json_response
+from native_api.schemas.http import Health
 
 PROBE_TIMEOUT = 3.0
 
@@ -44,18 +45,25 @@ async def _status(probe) -> str:
     return "ok"
 
 
-# csrf_exempt: an unsafe method must get the contract's 405, not CSRF's 403 (no cookies here).
-@csrf_exempt
+@endpoint(
+    get=Operation(
+        "getHealth",
+        "health",
+        "Probe the database, the cache and the channel layer, for real.",
+        responses={
+            200: (Health, "Every part answers."),
+            503: (Health, "A part is down; it is marked down, and so is status."),
+        },
+    )
+)
 async def health(request):
-    if request.method != "GET":
-        return JsonResponse(
-            {"error": "method_not_allowed", "detail": "Use GET."}, status=405, headers={"Allow": "GET"}
-        )
     database, cache_status, layer = await asyncio.gather(
         _status(sync_to_async(_probe_database, thread_sensitive=True)),
         _status(sync_to_async(_probe_cache, thread_sensitive=False)),
         _status(_probe_channel_layer),
     )
-    parts = {"database": database, "channel_layer": layer, "cache": cache_status}
-    healthy = all(value == "ok" for value in parts.values())
-    return JsonResponse({"status": "ok" if healthy else "down", **parts}, status=200 if healthy else 503)
+    healthy = "down" not in (database, cache_status, layer)
+    body = Health(
+        status="ok" if healthy else "down", database=database, channel_layer=layer, cache=cache_status
+    )
+    return json_response(body, status=200 if healthy else 503)

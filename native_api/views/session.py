@@ -1,74 +1,109 @@
 """Login and token management: challenge, token, me, logout, tokens, ws-ticket."""
 
+import msgspec
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
+from live import presence
 from native_api import client_ip, ratelimits
-from native_api.auth import bearer_required
+from native_api.auth import bearer_from_header
+from native_api.endpoints import Operation, endpoint, json_response, no_content, read_body
 from native_api.errors import ApiError
-from native_api.requests import json_object, optional_str, required_str
-from native_api.serializers import service_token_info, token_info, user_dict
+from native_api.schemas.http import (
+    Challenge,
+    IssuedToken,
+    LoginRequest,
+    Me,
+    TokenList,
+    WsTicket,
+)
+from native_api.serializers import credential_info, native_token_info, user_struct
 from native_api.timestamps import isoformat
-from tokens import login
-from tokens.exceptions import LoginRejected
+from tokens import login, service_tokens
+from tokens.exceptions import AuthenticationFailed, LoginRejected
 from tokens.models import NativeToken
 from tokens.revocation import revoke_credential, revoke_native_tokens
 from tokens.ssh_signatures import SshKeyError, parse_public_key
 from tokens.tickets import mint_ticket
 
-MAX_SIGNATURE = 16 * 1024
-MAX_PUBLIC_KEY = 16 * 1024
+NO_STORE = {"Cache-Control": "no-store"}  # for answers that carry a secret: no cache may keep them
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
+@endpoint(
+    get=Operation(
+        "getChallenge",
+        "auth",
+        "A single-use login nonce.",
+        responses={200: (Challenge, "Sign the nonce and send it to createToken within expires_in seconds.")},
+        errors={429: "Too many challenges from this address.", 503: "Login is unavailable."},
+    )
+)
 def challenge(request):
     ratelimits.enforce("challenge", client_ip.rate_key(client_ip.from_request(request)))
     ratelimits.admit_nonce()
     nonce = login.issue_challenge()
-    return JsonResponse(
-        {
-            "nonce": nonce,
-            "namespace": settings.NATIVE_SIGNATURE_NAMESPACE,
-            "expires_in": settings.NATIVE_CHALLENGE_TTL,
-        },
-        headers={"Cache-Control": "no-store"},
+    body = Challenge(
+        nonce=nonce, namespace=settings.NATIVE_SIGNATURE_NAMESPACE, expires_in=settings.NATIVE_CHALLENGE_TTL
     )
+    return json_response(body, headers=NO_STORE)
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
+class _NamedNonce(msgspec.Struct):
+    nonce: object = None
+
+
+def _consume_named_nonce(raw: bytes) -> None:
+    """The nonce dies with the first attempt that names it, even one refused for another field."""
+    try:
+        nonce = msgspec.json.decode(raw, type=_NamedNonce).nonce
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return
+    if isinstance(nonce, str) and nonce:
+        login.consume_nonce(nonce)
+
+
+@endpoint(
+    post=Operation(
+        "createToken",
+        "auth",
+        "Exchange an SSH signature over the nonce for a bearer token.",
+        body=LoginRequest,
+        responses={201: (IssuedToken, "Logged in; the token is shown this once.")},
+        errors={
+            400: "A public key that does not parse or is not supported.",
+            401: "An unknown, expired or used nonce, a bad signature, a wrong namespace, a fingerprint "
+            "that does not match, an unknown key, or a disabled account.",
+            429: "Too many logins from this address or with this key.",
+            503: "Login is unavailable.",
+        },
+    )
+)
 def token(request):
     ip = client_ip.from_request(request)
     ratelimits.enforce("token-ip", client_ip.rate_key(ip))
-    data = json_object(request)
-    nonce = data.get("nonce")
-    # The nonce dies with its first attempt, whatever the rest of the body says.
-    nonce_ok = isinstance(nonce, str) and login.consume_nonce(nonce)
-    public_key = required_str(data, "public_key", MAX_PUBLIC_KEY)
-    signature = required_str(data, "signature", MAX_SIGNATURE)
-    fingerprint = optional_str(data, "public_key_fingerprint", 100)
-    device_name = optional_str(data, "device_name", 100) or ""
-    if not isinstance(nonce, str) or not nonce:
-        raise ApiError(400, "nonce is required (a non-empty string).")
     try:
-        key = parse_public_key(public_key)
+        body = read_body(request, LoginRequest)
+    except ApiError as refused:
+        if refused.status == 400:
+            _consume_named_nonce(request.body)
+        raise
+    nonce_ok = login.consume_nonce(body.nonce)
+    try:
+        key = parse_public_key(body.public_key)
     except SshKeyError as exc:
         raise ApiError(400, f"public_key: {exc}") from None
     ratelimits.enforce("token-key", key.fingerprint)
+    fingerprint = body.public_key_fingerprint
     try:
         if not nonce_ok:
             raise LoginRejected("unknown, expired or used nonce")
         issued = login.exchange(
             login.LoginRequest(
                 public_key=key,
-                nonce=nonce,
-                signature=signature,
+                nonce=body.nonce,
+                signature=body.signature,
                 public_key_fingerprint=fingerprint,
-                device_name=device_name,
+                device_name=body.device_name or "",
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
                 client_ip=ip,
             )
@@ -78,76 +113,134 @@ def token(request):
             sender=__name__, credentials={"public_key_fingerprint": fingerprint}, request=request
         )
         raise ApiError(401, f"Login failed: {exc}.") from None
-    user_logged_in.send(sender=issued.token.user.__class__, request=request, user=issued.token.user)
-    return JsonResponse(
-        {
-            "token": issued.raw,
-            "token_id": issued.token.public_id,
-            "expires_at": isoformat(issued.token.expires_at),
-            "user": user_dict(issued.token.user),
-        },
-        status=201,
-        headers={"Cache-Control": "no-store"},  # the token is shown once: no cache may keep it
+    user = issued.token.user
+    user_logged_in.send(sender=user.__class__, request=request, user=user)
+    answer = IssuedToken(
+        token=issued.raw,
+        token_id=issued.token.public_id,
+        expires_at=isoformat(issued.token.expires_at),
+        user=user_struct(user),
     )
+    return json_response(answer, status=201, headers=NO_STORE)
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@bearer_required
+def _service_token_name(request) -> str:
+    """The --name label of the service token this request was authenticated with.
+
+    The verifier's Credential does not carry it; the claims are re-read from the header, which
+    only decodes what verify_bearer has just checked."""
+    try:
+        raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION")) or ""
+        return service_tokens.read(raw).name
+    except AuthenticationFailed:  # expired in the last microseconds: no label is better than none
+        return ""
+
+
+@endpoint(
+    get=Operation(
+        "getMe",
+        "auth",
+        "The caller, and the credential this request was made with.",
+        auth=True,
+        responses={200: (Me, "The user and the presented credential's TokenInfo.")},
+    )
+)
 def me(request):
     credential = request.credential
-    info = (
-        token_info(credential.native_token, credential.id)
-        if credential.native_token
-        else service_token_info(credential)
-    )
-    return JsonResponse({"user": user_dict(request.user), "token": info})
+    name = _service_token_name(request) if credential.native_token is None else ""
+    live = presence.counts_for_credentials([credential.id]).get(credential.id, 0)
+    info = credential_info(credential, name=name, live_sockets=live)
+    return json_response(Me(user=user_struct(request.user), token=info))
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-@bearer_required
+_TICKET_ERRORS = {429: "Too many tickets for this user (per minute, or unused at once)."}
+
+
+@endpoint(
+    post=Operation(
+        "createWsTicket",
+        "auth",
+        "A single-use websocket ticket, bound to the presented credential.",
+        auth=True,
+        responses={201: (WsTicket, "Open the websocket at url within expires_in seconds.")},
+        errors=_TICKET_ERRORS,
+    ),
+    get=Operation(
+        "getWsTicket",
+        "auth",
+        "The same as createWsTicket, for clients that cannot POST.",
+        auth=True,
+        responses={200: (WsTicket, "Open the websocket at url within expires_in seconds.")},
+        errors=_TICKET_ERRORS,
+    ),
+)
 def ws_ticket(request):
     ratelimits.enforce("ws-ticket", f"user:{request.user.pk}")
     ratelimits.enforce_ticket_cap(request.user)
     ticket = mint_ticket(request.credential)
-    return JsonResponse(
-        {
-            "ticket": ticket,
-            "expires_in": settings.NATIVE_TICKET_TTL,
-            "url": f"/api/ws/native?ticket={ticket}",
-        },
-        status=201 if request.method == "POST" else 200,
-        headers={"Cache-Control": "no-store"},
+    answer = WsTicket(
+        ticket=ticket, expires_in=settings.NATIVE_TICKET_TTL, url=f"/api/ws/native?ticket={ticket}"
     )
+    return json_response(answer, status=201 if request.method == "POST" else 200, headers=NO_STORE)
 
 
-@csrf_exempt
-@require_http_methods(["DELETE"])
-@bearer_required
+@endpoint(
+    delete=Operation(
+        "logout",
+        "auth",
+        "Revoke the presented credential (native or service), its tickets, and close its websockets.",
+        auth=True,
+        responses={204: (None, "Logged out.")},
+    )
+)
 def logout(request):
     revoke_credential(request.credential, by=request.user, reason="logout")
-    return HttpResponse(status=204)
+    return no_content()
 
 
-@csrf_exempt
-@require_http_methods(["GET", "DELETE"])
-@bearer_required
+@endpoint(
+    get=Operation(
+        "listTokens",
+        "tokens",
+        "The caller's live native tokens, newest first.",
+        auth=True,
+        responses={200: (TokenList, "The caller's sessions; current marks the one in use.")},
+    ),
+    delete=Operation(
+        "revokeAllTokens",
+        "tokens",
+        "Revoke all of the caller's native tokens (log out everywhere).",
+        auth=True,
+        responses={204: (None, "Every native token of the caller is revoked.")},
+    ),
+)
 def tokens(request):
     own = NativeToken.objects.filter(user=request.user)
     if request.method == "DELETE":
         revoke_native_tokens(own, by=request.user, reason="logout everywhere")
-        return HttpResponse(status=204)
-    return JsonResponse(
-        {"tokens": [token_info(t, request.credential.id) for t in own.live().order_by("-created_at", "-id")]}
-    )
+        return no_content()
+    live = list(own.live().order_by("-created_at", "-id"))
+    sockets = presence.counts_for_credentials([t.public_id for t in live])
+    current = request.credential.id
+    listed = [
+        native_token_info(t, current_id=current, live_sockets=sockets.get(t.public_id, 0)) for t in live
+    ]
+    return json_response(TokenList(tokens=listed))
 
 
-@csrf_exempt
-@require_http_methods(["DELETE"])
-@bearer_required
+@endpoint(
+    path={"token_id": str},
+    delete=Operation(
+        "revokeToken",
+        "tokens",
+        "Revoke one of the caller's live native tokens.",
+        auth=True,
+        responses={204: (None, "Revoked; its websockets are closed.")},
+        errors={404: "Not one of the caller's live tokens."},
+    ),
+)
 def token_detail(request, token_id):
     own_live = NativeToken.objects.live().filter(user=request.user, public_id=token_id)
     if not revoke_native_tokens(own_live, by=request.user, reason="revoked by owner"):
         raise ApiError(404, "No live token of yours has this id.")
-    return HttpResponse(status=204)
+    return no_content()
