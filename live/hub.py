@@ -16,7 +16,6 @@ Everything here runs on the event loop and never blocks: database reads happen i
 
 import asyncio
 import contextlib
-import json
 import logging
 import weakref
 from collections import deque
@@ -29,6 +28,7 @@ from live.changes import CONTROL_GROUP, WAKE_EVENT, head_position
 from live.feed import RoomFeed, Subscription
 from live.models import Change
 from live.poller import Poller
+from native_api.schemas import frames
 from rooms.history import room_messages
 from rooms.posting import room_group
 
@@ -43,8 +43,8 @@ K = Change.Kind
 CREDENTIAL_KINDS = {K.TOKENS_REVOKED, K.JTIS_DENIED, K.USER_FLOOR, K.USER_DISABLED, K.USER_DELETED}
 
 
-def encode(frame: dict) -> str:
-    return json.dumps(frame, separators=(",", ":"))
+# Each room message is encoded once per process, whatever the number of its recipients here.
+encode_message = frames.encode_message_frame
 
 
 class Hub:
@@ -188,7 +188,7 @@ class Hub:
 
     def _end_subscription(self, sub: Subscription, reason: str) -> None:
         self._drop_subscription(sub)
-        sub.socket.outbox.push(encode({"type": "unsubscribed", "room": sub.slug, "reason": reason}))
+        sub.socket.outbox.push(frames.encode_frame(frames.UnsubscribedFrame(room=sub.slug, reason=reason)))
 
     # --- room events --------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class Hub:
         for sub in feed.recipients(message):
             if sub.live and seq >= sub.start_seq:
                 if text is None:
-                    text = encode({"type": "message", "message": message})
+                    text = encode_message(message)
                 sub.socket.outbox.push(text)
 
     async def _fill(self, feed: RoomFeed, up_to: int | None = None) -> None:

@@ -12,7 +12,6 @@ gapless.
 """
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -22,14 +21,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from live import presence
-from live.hub import encode, get_hub
+from live.hub import get_hub
 from live.outbox import Outbox
 from native_api import client_ip, ratelimits, ws_credentials
 from native_api.db_threads import in_admission_thread
-from native_api.errors import UNAVAILABLE_ERRORS
+from native_api.errors import UNAVAILABLE_ERRORS, sentence
 from native_api.frame_limiter import FrameLimiter
 from native_api.ratelimits import frame_rate
-from native_api.requests import UNSTORABLE_TEXT, has_unstorable_text
+from native_api.schemas import frames
 from rooms.history import seq_range
 from rooms.models import Message, Room
 from rooms.posting import InvalidMessage, post_message
@@ -42,29 +41,20 @@ from tokens.verifier import consume_ticket, still_valid, verify_bearer
 logger = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024
-MAX_REF = 64
 MAX_CREDENTIAL = 1024
 BAD_FRAME_WINDOW = 60.0
 BACKLOG_CHUNK = 200
 
 
-class Close:
-    PROTOCOL = 4400
-    UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
-    AUTH_TIMEOUT = 4408
-    RATE_LIMITED = 4429
-    TOO_BIG = 1009
-    RESTART = 1012
-    UNAVAILABLE = 1013
+Close = frames.CloseCode
 
 
 class FrameError(Exception):
     """A client frame the contract does not allow; answered with an error frame."""
 
-    def __init__(self, detail: str, code: str = "invalid_request", **extra):
+    def __init__(self, detail: str, code: str = "invalid_request", ref=None, **extra):
         super().__init__(detail)
-        self.detail, self.code, self.extra = detail, code, extra
+        self.detail, self.code, self.ref, self.extra = detail, code, ref, extra
 
 
 class ConnectRefused(Exception):
@@ -179,7 +169,7 @@ class NativeSocket:
             return self.close(Close.RATE_LIMITED, "rate_limited")
         self._later(settings.NATIVE_WS_AUTH_TIMEOUT, self._auth_timed_out)
 
-    async def authenticate(self, kind: str, raw: str, *, count_connect: bool = False) -> None:
+    async def authenticate(self, kind: str, raw: str, *, count_connect: bool = False, ref=None) -> None:
         since = self.hub.position()
         try:
             credential = await in_admission_thread(admit)(self.ip_bucket, kind, raw, count_connect)
@@ -207,7 +197,7 @@ class NativeSocket:
         self._cancel_timer()
         remaining = (credential.expires_at - timezone.now()).total_seconds()
         self._later(max(remaining, 0), self._expired)
-        self.push({"type": "hello", "user": user_dict(self.user), "connection_id": self.connection_id})
+        self.send_frame(frames.hello(user_dict(self.user), self.connection_id, ref))
 
     def presence_entry(self) -> presence.LiveSocket:
         return presence.LiveSocket(
@@ -233,59 +223,38 @@ class NativeSocket:
             return self.send_error("rate_limited", "Too many frames; slow down.")
         ref = None
         try:
-            frame = self.parse(text_data)
-            ref = frame.get("ref")
+            try:
+                frame = frames.decode_client_frame(text_data)
+            except frames.InvalidFrame as exc:
+                if self.user is None and exc.frame_type is not None:
+                    return self.close(Close.UNAUTHORIZED, "unauthorized")  # not a usable auth frame
+                raise FrameError(exc.detail, ref=exc.ref) from None
+            ref = frame.ref
             if self.user is None:
                 return await self.first_frame(frame)
-            handler = {
-                "subscribe": self.on_subscribe,
-                "unsubscribe": self.on_unsubscribe,
-                "send": self.on_send,
-                "ping": self.on_ping,
-            }.get(frame["type"])
+            handler = self.HANDLERS.get(type(frame))
             if handler is None:
-                raise FrameError(f"Unknown frame type {frame['type'][:32]!r}.")
-            await handler(frame, ref)
+                raise FrameError(f"Unknown frame type {type(frame).__struct_config__.tag!r}.", ref=ref)
+            await handler(self, frame, ref)
         except FrameError as exc:
-            self.send_error(exc.code, exc.detail, ref, **exc.extra)
+            self.send_error(exc.code, exc.detail, exc.ref if exc.ref is not None else ref, **exc.extra)
             if exc.code == "invalid_request":
                 self.count_bad_frame()
         except UNAVAILABLE_ERRORS:
             logger.warning("websocket frame failed: a dependency is unavailable")
             self.send_error("unavailable", "A service is unavailable; retry later.", ref)
 
-    def parse(self, text_data) -> dict:
-        if text_data is None:
-            raise FrameError("Binary frames are not supported; send JSON text.")
-        try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):
-            raise FrameError("The frame is not valid JSON.") from None
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            raise FrameError('A frame must be a JSON object with a string "type".')
-        ref = frame.get("ref")
-        if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF):
-            frame.pop("ref")
-            raise FrameError(f"ref must be a string of at most {MAX_REF} characters.")
-        if has_unstorable_text(frame):
-            raise FrameError(UNSTORABLE_TEXT)
-        return frame
-
     async def first_frame(self, frame) -> None:
-        found = ws_credentials.from_auth_frame(frame) if frame["type"] == "auth" else None
+        found = frame.credential() if isinstance(frame, frames.AuthFrame) else None
         if found is None:
             return self.close(Close.UNAUTHORIZED, "unauthorized")
-        await self.authenticate(*found)
+        await self.authenticate(*found, ref=frame.ref)
 
     async def on_ping(self, frame, ref) -> None:
-        self.push(self.with_ref({"type": "pong"}, ref))
+        self.send_frame(frames.PongFrame(ref=ref))
 
     async def on_subscribe(self, frame, ref) -> None:
-        slug, after = frame.get("room"), frame.get("after")
-        if not isinstance(slug, str) or not slug:
-            raise FrameError("room must be a room slug.")
-        if after is not None and (type(after) is not int or after < 0):
-            raise FrameError("after must be a non-negative integer message id.")
+        slug, after = frame.room, frame.after
         try:
             room = await database_sync_to_async(room_for_member)(self.user, slug)
         except NotAllowed:
@@ -296,7 +265,9 @@ class NativeSocket:
         if current is not None and current.live and after is None:
             # Already live: answer as before, without moving the stream.
             _, _, last_visible = await database_sync_to_async(subscribe_state)(self.user_id, room.pk)
-            return self.push(self.subscribed_frame(room.slug, last_visible, ref))
+            return self.send_frame(
+                frames.SubscribedFrame(room=room.slug, last_message_id=last_visible, ref=ref)
+            )
         # Register first: anything committed after the head read below then arrives live.
         sub = await self.hub.subscribe(self, room.pk, room.slug)
         member, head, last_visible = await database_sync_to_async(subscribe_state)(self.user_id, room.pk)
@@ -311,10 +282,7 @@ class NativeSocket:
             await self.send_backlog(room.pk, after if after is not None else -1, sent_up_to + 1, ahead)
             sent_up_to = ahead
         if self.subscriptions.get(room.pk) is sub:  # not ended meanwhile (membership removed)
-            self.push(self.subscribed_frame(room.slug, last_visible, ref))
-
-    def subscribed_frame(self, slug: str, last_visible, ref) -> dict:
-        return self.with_ref({"type": "subscribed", "room": slug, "last_message_id": last_visible}, ref)
+            self.send_frame(frames.SubscribedFrame(room=room.slug, last_message_id=last_visible, ref=ref))
 
     async def send_backlog(self, room_id: int, after: int, first: int, last: int) -> None:
         """Visible messages with id > after and first <= seq <= last, a chunk at a time (bounded
@@ -324,50 +292,46 @@ class NativeSocket:
                 self.user_id, room_id, first, last, after_id=after, limit=BACKLOG_CHUNK
             )
             for _, message in chunk:
-                self.push({"type": "message", "message": message})
+                self.outbox.push(frames.encode_message_frame(message))
             await self.outbox.wait_below(BACKLOG_CHUNK)
             if len(chunk) < BACKLOG_CHUNK:
                 return
             first = chunk[-1][0] + 1
 
     async def on_unsubscribe(self, frame, ref) -> None:
-        slug = frame.get("room")
-        if not isinstance(slug, str) or not slug:
-            raise FrameError("room must be a room slug.")
         for sub in list(self.subscriptions.values()):
-            if sub.slug == slug:
+            if sub.slug == frame.room:
                 self.hub.unsubscribe(sub)
-        self.push(self.with_ref({"type": "unsubscribed", "room": slug[:64], "reason": "client"}, ref))
+        self.send_frame(frames.UnsubscribedFrame(room=frame.room, reason="client", ref=ref))
 
     async def on_send(self, frame, ref) -> None:
-        slug = frame.get("room")
-        if not isinstance(slug, str) or not slug:
-            raise FrameError("room must be a room slug.")
         try:
             posted = await database_sync_to_async(post_message)(
-                self.user, slug, frame.get("body"), frame.get("client_id"), frame.get("target_user_ids")
+                self.user, frame.room, frame.body, frame.client_id, frame.target_user_ids
             )
         except NotAllowed:
-            raise FrameError("You are not a member of this room.", "forbidden", room=slug[:64]) from None
+            raise FrameError("You are not a member of this room.", "forbidden", room=frame.room) from None
         except InvalidMessage as exc:
-            raise FrameError(str(exc)) from None
-        ack = {"type": "ack", "id": posted.message["id"], "client_id": posted.message["client_id"]}
-        self.push(self.with_ref(ack, ref))
+            raise FrameError(sentence(str(exc))) from None
+        self.send_frame(
+            frames.AckFrame(id=posted.message["id"], client_id=posted.message["client_id"], ref=ref)
+        )
+
+    HANDLERS = {
+        frames.SubscribeFrame: on_subscribe,
+        frames.UnsubscribeFrame: on_unsubscribe,
+        frames.SendFrame: on_send,
+        frames.PingFrame: on_ping,
+    }
 
     # --- output and closing -------------------------------------------------------------------
 
-    def push(self, frame: dict) -> None:
+    def send_frame(self, frame: frames.ServerFrame) -> None:
         if not self.closed:
-            self.outbox.push(encode(frame))
+            self.outbox.push(frames.encode_frame(frame))
 
-    def send_error(self, code: str, detail: str, ref=None, **extra) -> None:
-        self.push(self.with_ref({"type": "error", "code": code, "detail": detail, **extra}, ref))
-
-    @staticmethod
-    def with_ref(frame: dict, ref) -> dict:
-        if ref is not None:
-            frame["ref"] = ref
-        return frame
+    def send_error(self, code: str, detail: str, ref=None, room=None) -> None:
+        self.send_frame(frames.error(code, detail, ref=ref, room=room))
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close. A revocation (the hub's call) drops whatever is still queued: nothing more
@@ -393,7 +357,7 @@ class NativeSocket:
         while self.bad_frames and now - self.bad_frames[0] > BAD_FRAME_WINDOW:
             self.bad_frames.popleft()
         if len(self.bad_frames) >= settings.NATIVE_WS_MAX_BAD_FRAMES:
-            self.close(Close.PROTOCOL, "protocol_violation", flush=True)
+            self.close(Close.PROTOCOL_VIOLATION, "protocol_violation", flush=True)
 
     # --- timers -------------------------------------------------------------------------------
 

@@ -147,7 +147,6 @@ async def test_every_frame_a_real_server_sends_in_a_session_matches_the_document
 
 
 @pytest.mark.e2e
-@pytest.mark.redis  # the removal made here reaches the server process through Redis
 async def test_a_membership_removal_frame_from_a_real_server_matches_the_document(
     server, alice, bob, general
 ):
@@ -160,16 +159,12 @@ async def test_a_membership_removal_frame_from_a_real_server_matches_the_documen
     checker.check(await ws.recv_json(socket))
     await ws.send_json(socket, {"type": "subscribe", "room": "general"})
     checker.check((await ws.recv_until(socket, "subscribed"))[0])
-    await database_sync_to_async(remove_member)(general, bob)
+    await database_sync_to_async(remove_member)(general, bob)  # reaches the server from the change log
     removed = checker.check(await ws.recv_json(socket, timeout=3))
     assert removed == {"type": "unsubscribed", "room": "general", "reason": "membership_revoked"}
     await socket.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="native_api.consumer must pass the auth frame's ref to frames.hello(): the lead's merge",
-)
 @pytest.mark.django_db(transaction=True)
 async def test_hello_echoes_the_ref_of_the_auth_frame(alice):
     socket = await open_socket()

@@ -55,14 +55,16 @@ async def test_many_local_sockets_make_one_group_membership_per_room(alice, bob,
 async def test_a_message_is_encoded_once_for_all_its_recipients(alice, bob, general, monkeypatch):
     sockets = [await subscribed(alice), await subscribed(bob), await subscribed(bob)]
     encoded = []
-    real_encode = live.hub.encode
-    monkeypatch.setattr(live.hub, "encode", lambda frame: encoded.append(frame["type"]) or real_encode(frame))
+    real_encode = live.hub.encode_message
+    monkeypatch.setattr(
+        live.hub, "encode_message", lambda message: encoded.append(message["id"]) or real_encode(message)
+    )
 
     posted = await post(alice, "general", "once")
 
     for socket in sockets:
         assert await socket.receive_json_from() == {"type": "message", "message": posted.message}
-    assert encoded.count("message") == 1
+    assert encoded == [posted.message["id"]]
     for socket in sockets:
         await socket.disconnect()
 
