@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from collections import deque
 
 from asgiref.sync import sync_to_async
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from config import shutdown
 from native_api import client_ip, ratelimits, ws_credentials
 from native_api.errors import UNAVAILABLE_ERRORS
 from native_api.frame_limiter import FrameLimiter
@@ -51,6 +53,7 @@ class Close:
     AUTH_TIMEOUT = 4408
     RATE_LIMITED = 4429
     TOO_BIG = 1009
+    RESTART = 1012
     UNAVAILABLE = 1013
 
 
@@ -84,6 +87,19 @@ def _room_head(user_id: int, room_id: int) -> tuple[int, int | None]:
     return head, last_visible
 
 
+# Open sockets of this process, closed 1012 "restart" on SIGTERM (config/shutdown.py).
+# The live hub takes this over (live.hub.close_all); until then, a weak set is enough.
+_open: "weakref.WeakSet[NativeConsumer]" = weakref.WeakSet()
+
+
+async def close_all_for_restart():
+    for consumer in list(_open):
+        await consumer.close_with(Close.RESTART, "restart")
+
+
+shutdown.register(close_all_for_restart)
+
+
 class NativeConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope, receive, send):
         # channels_redis raises out of the consumer's receive loop (or a group_add) when Redis
@@ -109,6 +125,7 @@ class NativeConsumer(AsyncWebsocketConsumer):
         self.limiter = FrameLimiter(rate, burst) if rate else None
         self.closed = False
         await self.accept()
+        _open.add(self)
         self.ip_bucket = client_ip.rate_key(client_ip.from_scope(self.scope))
         # thread_sensitive=False: a slow cache must not hold up the thread that runs ORM work.
         if await sync_to_async(ratelimits.ws_connect_refused, thread_sensitive=False)(self.ip_bucket):
