@@ -134,9 +134,9 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
     )
     _options["options"] = " ".join(filter(None, [_options.get("options"), _server_options]))
     if env_bool("DB_POOL", False):
-        # psycopg's pool, shared by the process's threads. Off by default: persistent connections
-        # measured faster under both gunicorn (one thread per worker) and the ASGI servers (a
-        # fixed set of request threads, config/handlers.py); see docs/benchmarks.md.
+        # psycopg's pool, shared by the process's threads. Off by default: with one thread per
+        # gunicorn worker and a fixed set of request threads under ASGI (config/handlers.py),
+        # persistent connections are reused without a checkout; see docs/benchmarks.md.
         _database["CONN_MAX_AGE"] = 0
         _options["pool"] = {
             "min_size": 1,
