@@ -1,4 +1,6 @@
-# make run   – serve on HOST:PORT (default 127.0.0.1:8000), embedded SQLite + in-memory layer
+# make run   – serve on HOST:PORT (default 127.0.0.1:8000), embedded SQLite + in-memory layer:
+#              one daphne process serves HTTP and websockets (production splits them: gunicorn
+#              config.wsgi for HTTP, daphne config.asgi for /api/ws/; docs/operations.md)
 # make test  – the whole test suite (set DATABASE_URL / REDIS_URL to run it on PostgreSQL + Redis)
 # make bench – the quick benchmark suite
 

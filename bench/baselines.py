@@ -2,7 +2,11 @@
 channel layer. Mounted only when NATIVE_BENCH_BASELINES=true (config/urls.py,
 native_api/routing.py); never in production.
 
-- ``GET /bench/plain``: a trivial unauthenticated JSON view.
+- ``GET /bench/plain``: a trivial unauthenticated JSON view (through the site's middleware).
+- ``GET /bench/slow?seconds=S``: a sync view that sleeps (at most 30 s), for requests that are
+  still in flight when a server is told to stop (tests/test_shutdown.py).
+- ``bench.minimal_wsgi``: the smallest possible Django JSON view, in a project of its own (no
+  apps, no middleware, no database): the WSGI baseline of ``bench auth``.
 - ``/bench/ws/bare``: a bare Channels group-broadcast consumer, no auth, no persistence:
   every client joins one group, says hello like ours does, and a ``send`` frame is
   group_send to everyone with a message of the same shape as ours.
@@ -10,6 +14,7 @@ native_api/routing.py); never in production.
 
 import itertools
 import json
+import time
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import JsonResponse
@@ -54,8 +59,15 @@ class BareBroadcastConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "message", "message": event["message"]}))
 
 
+@csrf_exempt
+def slow(request):
+    seconds = min(30.0, float(request.GET.get("seconds", "1")))
+    time.sleep(seconds)
+    return JsonResponse({"slept": seconds})
+
+
 def urlpatterns():
-    return [path("bench/plain", plain)]
+    return [path("bench/plain", plain), path("bench/slow", slow)]
 
 
 def websocket_routes():

@@ -1,6 +1,10 @@
-"""Connects per second: mint a ticket over REST + open /api/ws/native?ticket= + wait for hello,
-against bare connects (open the bare consumer + wait for its hello). Bearer-header connects
-(no ticket) are measured too, to show what the ticket round trip itself costs."""
+"""Connects per second through the production layout: mint a ticket with POST ws-ticket on
+gunicorn (config.wsgi) + open /api/ws/native?ticket= on daphne (config.asgi) + wait for hello,
+against bare connects (open the bare Channels consumer on the same daphne + wait for its
+hello). Bearer-header connects (no ticket, daphne alone) are measured too. Server CPU per
+connect counts every process the connect touched (gunicorn's workers and daphne).
+
+Targets: ticket ≥ 0.5× bare, bearer ≥ 0.8× bare."""
 
 import asyncio
 import json
@@ -10,12 +14,14 @@ from bench.harness import Context
 from bench.httpload import Budget, get, read_response
 from bench.procs import BenchError, run_clients
 from bench.report import Target, median, percentile, ratio
+from bench.servers import ROOT
 from bench.wsload import open_socket
 
-TARGET = Target(">=", 0.8)
+TICKET_TARGET = Target(">=", 0.5)
+BEARER_TARGET = Target(">=", 0.8)
 
 
-def connect_job(gate, port, mode, tokens, count, concurrency, timeout):
+def connect_job(gate, port, http_port, mode, tokens, count, concurrency, timeout):
     base = f"ws://127.0.0.1:{port}"
 
     async def worker(index, budget, latencies):
@@ -26,8 +32,8 @@ def connect_job(gate, port, mode, tokens, count, concurrency, timeout):
                 started = time.monotonic()
                 if mode == "ticket":
                     if writer is None:
-                        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.write(get("/api/native/ws-ticket", port, token, method="POST"))
+                        reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+                    writer.write(get("/api/native/ws-ticket", http_port, token, method="POST"))
                     status, body, keep_alive = await asyncio.wait_for(read_response(reader), timeout)
                     if status != 201:
                         raise BenchError(f"ws-ticket answered {status}: {body[:200]!r}")
@@ -57,14 +63,14 @@ def connect_job(gate, port, mode, tokens, count, concurrency, timeout):
     return asyncio.run(main())
 
 
-def measure(server, mode, tokens, count, processes=2, concurrency=6, timeout=60.0):
+def measure(server, http, mode, tokens, count, processes=2, concurrency=6, timeout=60.0):
     jobs = [
-        (server.port, mode, tokens[i::processes], count // processes, concurrency, timeout)
+        (server.port, http.port, mode, tokens[i::processes], count // processes, concurrency, timeout)
         for i in range(processes)
     ]
-    cpu = server.cpu()
+    cpu = server.cpu() + http.cpu()
     started, results = run_clients(connect_job, jobs, timeout=timeout + 60)
-    server_cpu = server.cpu() - cpu
+    server_cpu = server.cpu() + http.cpu() - cpu
     latencies = [lat for result, _ in results for lat in result["latencies"]]
     elapsed = max(result["end"] for result, _ in results) - started
     return {
@@ -81,12 +87,13 @@ def run(ctx: Context) -> None:
     database_url, seed = ctx.prepare(users=20)
     tokens = [u["token"] for u in seed["users"]]
     runs = {"ticket": [], "bearer": [], "bare": []}
-    with ctx.servers(database_url) as (server,):
+    specs = (("ws", "daphne", ROOT), ("http", "gunicorn", ROOT))
+    with ctx.servers_of(database_url, *specs) as (server, http):
         for mode in runs:
-            measure(server, mode, tokens, 20)  # warm-up
+            measure(server, http, mode, tokens, 20)  # warm-up
         for _ in range(rounds):
             for mode, results in runs.items():
-                results.append(measure(server, mode, tokens, count))
+                results.append(measure(server, http, mode, tokens, count))
     for mode, results in runs.items():
         for field, unit in (
             ("cps", "connects/s"),
@@ -97,5 +104,5 @@ def run(ctx: Context) -> None:
         ):
             ctx.figure(f"{mode}_{field}", median([r[field] for r in results]), unit)
     bare = median([r["cps"] for r in runs["bare"]])
-    ctx.ratio("ticket_vs_bare_cps", ratio(median([r["cps"] for r in runs["ticket"]]), bare), TARGET)
-    ctx.ratio("bearer_vs_bare_cps", ratio(median([r["cps"] for r in runs["bearer"]]), bare))
+    ctx.ratio("ticket_vs_bare_cps", ratio(median([r["cps"] for r in runs["ticket"]]), bare), TICKET_TARGET)
+    ctx.ratio("bearer_vs_bare_cps", ratio(median([r["cps"] for r in runs["bearer"]]), bare), BEARER_TARGET)

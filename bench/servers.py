@@ -1,4 +1,4 @@
-"""Server processes (daphne or uvicorn) on loopback, always stopped.
+"""Server processes (daphne, uvicorn or gunicorn) on loopback, always stopped.
 
 Every process the bench starts is recorded: in memory (stopped in ``finally`` blocks and at
 exit), in a pid file (a later run kills strays a killed run left behind, by pid), and with
@@ -62,13 +62,24 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    def processes(self) -> list[psutil.Process]:
+        """The server process and its children (gunicorn's workers)."""
+        main = psutil.Process(self.pid)
+        return [main, *main.children(recursive=True)]
+
     def cpu(self) -> float:
-        """User + system CPU seconds of the server process so far."""
-        times = psutil.Process(self.pid).cpu_times()
-        return times.user + times.system
+        """User + system CPU seconds of the server process (and its workers) so far."""
+        total = 0.0
+        for process in self.processes():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def rss(self) -> int:
-        return psutil.Process(self.pid).memory_info().rss
+        return sum(process.memory_info().rss for process in self.processes())
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -94,26 +105,36 @@ class Server:
             _running.remove(self)
 
 
-def start_server(env: dict, log_dir: Path, *, kind: str = "daphne", name: str = "server") -> Server:
-    port = free_port()
+GUNICORN_WORKERS = 2  # one per core of this machine, as docs/operations.md recommends
+
+
+def command(kind: str, port: int) -> tuple[list[str], str]:
+    """(argv, the path that answers 200 once it is ready) for each kind, default options.
+
+    gunicorn-minimal is the baseline project of bench/minimal_wsgi.py under the same gunicorn."""
+    asgi, health = "config.asgi:application", "/api/native/health"
     if kind == "daphne":
-        cmd = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-    elif kind == "uvicorn":
-        cmd = [
-            str(VENV_BIN / "uvicorn"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "config.asgi:application",
-        ]
-    else:
-        raise ValueError(kind)
+        return [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), asgi], health
+    if kind == "uvicorn":
+        return [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), asgi], health
+    if kind in ("gunicorn", "gunicorn-minimal"):
+        app = "config.wsgi:application" if kind == "gunicorn" else "bench.minimal_wsgi:application"
+        argv = [str(VENV_BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", str(GUNICORN_WORKERS), app]
+        return argv, health if kind == "gunicorn" else "/bench/plain"
+    raise ValueError(kind)
+
+
+def start_server(
+    env: dict, log_dir: Path, *, kind: str = "daphne", name: str = "server", root: Path = ROOT
+) -> Server:
+    """Start a server; ``root`` is the source tree it runs (another commit's, for a before/after)."""
+    port = free_port()
+    cmd, ready_path = command(kind, port)
     log_path = log_dir / f"{name}-{kind}-{port}.log"
     full_env = {**env, MARKER: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_preexec
+            cmd, cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_preexec
         )
     server = Server(name, kind, port, process, log_path)
     _running.append(server)
@@ -125,7 +146,7 @@ def start_server(env: dict, log_dir: Path, *, kind: str = "daphne", name: str = 
             server.stop()
             raise BenchError(f"{name} ({kind}) exited at start:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{server.url}/api/native/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{server.url}{ready_path}", timeout=2) as response:
                 if response.status == 200:
                     return server
         except (urllib.error.URLError, OSError):

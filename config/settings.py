@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "live",
 ]
 
+# Django's list, for the admin and everything outside /api/ (and what check --deploy reads).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "native_api.middleware.ApiErrorMiddleware",
@@ -59,10 +60,25 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The bearer API's chain (config/handlers.py picks it for /api/ under config.wsgi and config.asgi):
+# no sessions, CSRF, auth or messages, and every entry async-capable without thread hops.
+NATIVE_API_MIDDLEWARE = [
+    "config.lean_middleware.SecurityMiddleware",
+    "native_api.middleware.ApiErrorMiddleware",
+    "config.lean_middleware.CommonMiddleware",
+    "config.lean_middleware.XFrameOptionsMiddleware",
+]
+# Under ASGI: long-lived threads that run HTTP requests' sync code (one request per thread at a
+# time), each keeping its own persistent database connection. See config/handlers.py.
+NATIVE_HTTP_THREADS = env_int("NATIVE_HTTP_THREADS", 8, minimum=1)
+# SIGTERM / SIGINT under daphne and uvicorn (config/shutdown.py): in-flight HTTP requests get
+# DRAIN seconds to finish; the process is gone DEADLINE seconds after the signal at the latest.
+NATIVE_SHUTDOWN_DRAIN = env_float("NATIVE_SHUTDOWN_DRAIN", 5.0)
+NATIVE_SHUTDOWN_DEADLINE = env_float("NATIVE_SHUTDOWN_DEADLINE", 9.0, minimum=1.0)
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
-WSGI_APPLICATION = None
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -83,28 +99,61 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     try:
-        _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+        _database = dj_database_url.parse(DATABASE_URL)
     except Exception as exc:  # dj-database-url raises several types for bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
 else:
     _database = {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+# A PostgreSQL that hangs must fail requests (503) in bounded time, never hang workers:
+# - DB_CONNECT_TIMEOUT: a server that accepts TCP but never answers the handshake;
+# - TCP keepalives: a connection whose peer vanished (host down, partition) while idle;
+# - DB_STATEMENT_TIMEOUT (server side) and DB_QUERY_DEADLINE (client side, a little later,
+#   config/db_deadline.py): a query that runs or waits too long, or a server that stops answering
+#   a connection already in use; DB_IDLE_IN_TRANSACTION_TIMEOUT: a transaction left open.
+# Seconds; 0 turns one off. Long maintenance (a migration on a big table) can raise them per
+# command: DB_STATEMENT_TIMEOUT=0 DB_QUERY_DEADLINE=0 python manage.py migrate.
+DB_STATEMENT_TIMEOUT = env_float("DB_STATEMENT_TIMEOUT", 10.0)
+DB_QUERY_DEADLINE = env_float("DB_QUERY_DEADLINE", DB_STATEMENT_TIMEOUT + 5 if DB_STATEMENT_TIMEOUT else 0)
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env_float("DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0)
 if _database["ENGINE"] == "django.db.backends.postgresql":
-    # A pooled connection that died with the server is replaced before use, not after a 500.
+    # A connection that died with the server is replaced before use, not after a 500.
     _database["CONN_HEALTH_CHECKS"] = True
-    _database.setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
-    if env_bool("DB_POOL", True):
-        # Under ASGI each request runs its sync code in a new thread, so a per-thread persistent
-        # connection (CONN_MAX_AGE) is never reused: every request connected anew and the old
-        # connections piled up until max_connections (503s under load). A pool shares them
-        # (CONN_HEALTH_CHECKS above makes the pool check a connection before handing it out).
+    _options = _database.setdefault("OPTIONS", {})
+    _options["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+    _options.update(
+        keepalives=1,
+        keepalives_idle=env_int("DB_KEEPALIVES_IDLE", 30, minimum=1),
+        keepalives_interval=env_int("DB_KEEPALIVES_INTERVAL", 10, minimum=1),
+        keepalives_count=env_int("DB_KEEPALIVES_COUNT", 3, minimum=1),
+    )
+    _server_options = " ".join(
+        f"-c {name}={int(seconds * 1000)}"
+        for name, seconds in (
+            ("statement_timeout", DB_STATEMENT_TIMEOUT),
+            ("idle_in_transaction_session_timeout", DB_IDLE_IN_TRANSACTION_TIMEOUT),
+        )
+    )
+    _options["options"] = " ".join(filter(None, [_options.get("options"), _server_options]))
+    if env_bool("DB_POOL", False):
+        # psycopg's pool, shared by the process's threads. Off by default: with one thread per
+        # gunicorn worker and a fixed set of request threads under ASGI (config/handlers.py),
+        # persistent connections are reused without a checkout; see docs/benchmarks.md.
         _database["CONN_MAX_AGE"] = 0
-        _database["OPTIONS"]["pool"] = {
+        _options["pool"] = {
             "min_size": 1,
             "max_size": env_int("DB_POOL_SIZE", 10, minimum=1),
             "timeout": env_int("DB_CONNECT_TIMEOUT", 5),
         }
+    else:
+        # One connection per thread, kept for DB_CONN_MAX_AGE seconds (None: forever) and
+        # checked before reuse (CONN_HEALTH_CHECKS). Threads are few and long-lived: one per
+        # gunicorn worker, NATIVE_HTTP_THREADS + 1 per ASGI process, plus the purge thread.
+        _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 600)
 if _database["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL + a busy timeout let the websocket threads and HTTP requests share one file.
+    # WAL + a busy timeout let the websocket threads and HTTP requests share one file. Kept
+    # open per thread like PostgreSQL's: opening one costs more than the query (PRAGMAs,
+    # Django's function registrations).
+    _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 600)
     _database.setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,

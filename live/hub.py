@@ -23,6 +23,7 @@ from collections import deque
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from config import shutdown
 from live import presence
 from live.changes import CONTROL_GROUP, WAKE_EVENT, head_position
 from live.feed import RoomFeed, Subscription
@@ -448,3 +449,14 @@ async def get_hub() -> Hub:
 
 def current_hub() -> Hub | None:
     return _hub
+
+
+async def close_all_for_restart() -> None:
+    """SIGTERM (config/shutdown.py): every socket of this process closes 1012 "restart", so
+    clients reconnect through the proxy to another process and resume with after."""
+    hub = _hub
+    if hub is not None and not hub.stopped:
+        await hub.close_all(frames.CloseCode.RESTART, "restart")
+
+
+shutdown.register(close_all_for_restart)

@@ -1,7 +1,13 @@
-"""Makes every error under /api/ a JSON error of API.md: never Django's HTML pages."""
+"""Makes every error under /api/ a JSON error of API.md: never Django's HTML pages.
+
+Sync- and async-capable (STYLE.md item 12): under ASGI the chain stays async, so a request
+never hops to a thread and back just to pass through here. ``process_exception`` stays sync,
+as Django always runs exception middleware in sync mode (on the request's thread).
+"""
 
 import logging
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 
@@ -13,24 +19,30 @@ MAX_BODY = 64 * 1024
 
 
 class ApiErrorMiddleware:
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
         if not request.path.startswith("/api/"):
             return self.get_response(request)
         if _declared_length(request) > MAX_BODY:
             return error_response(413)
-        response = self.get_response(request)
-        if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
-            "application/json"
-        ):
-            original, response = response, error_response(response.status_code)
-            # Headers inner middleware already set (X-Frame-Options) must survive the swap.
-            for header in ("Allow", "X-Frame-Options"):
-                if header in original:
-                    response[header] = original[header]
-        return response
+        return _as_json_error(self.get_response(request))
+
+    async def __acall__(self, request):
+        if not request.path.startswith("/api/"):
+            return await self.get_response(request)
+        if _declared_length(request) > MAX_BODY:
+            return error_response(413)
+        return _as_json_error(await self.get_response(request))
 
     def process_exception(self, request, exception):
         if not request.path.startswith("/api/"):
@@ -48,6 +60,18 @@ class ApiErrorMiddleware:
             return error_response(503)
         logger.exception("unhandled error on %s", request.path)
         return error_response(500)
+
+
+def _as_json_error(response):
+    """An error response that is not JSON yet (Django's 404/405/500 pages) in the API's format."""
+    if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    original, response = response, error_response(response.status_code)
+    # Headers inner middleware already set (X-Frame-Options) must survive the swap.
+    for header in ("Allow", "X-Frame-Options"):
+        if header in original:
+            response[header] = original[header]
+    return response
 
 
 def _declared_length(request) -> int:

@@ -21,7 +21,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Min
 from django.utils import timezone
-from django_ratelimit.core import get_usage
+from django_ratelimit import ALL
+from django_ratelimit.core import _get_window, _make_cache_key, get_usage
 
 from config.env import parse_rate
 from native_api.errors import ApiError
@@ -74,14 +75,17 @@ def _usage(name: str, bucket: str, rate: str, increment: bool) -> dict | None:
     """django-ratelimit's usage dict; None when the limit fails open; raises CacheUnavailable."""
     if not _cache_is_down():
         try:
-            usage = get_usage(
-                None,
-                group=f"native:{name}",
-                key=lambda group, request: bucket,
-                # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
-                rate=parse_rate(rate),
-                increment=increment,
-            )
+            # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
+            if increment:
+                usage = get_usage(
+                    None,
+                    group=f"native:{name}",
+                    key=lambda group, request: bucket,
+                    rate=parse_rate(rate),
+                    increment=True,
+                )
+            else:
+                usage = _peek(f"native:{name}", bucket, parse_rate(rate))
         except Exception as exc:  # any cache client error: redis raises several kinds
             _cache_failed(name, exc)
         else:
@@ -91,6 +95,19 @@ def _usage(name: str, bucket: str, rate: str, increment: bool) -> dict | None:
     if name in FAIL_CLOSED:
         raise CacheUnavailable(name)
     return None
+
+
+def _peek(group: str, bucket: str, rate: tuple[int, int]) -> dict | None:
+    """get_usage(increment=False) in one cache read. django-ratelimit's own look-only path does
+    an ``add`` (a write) and then a ``get``: two Redis round trips on every authenticated
+    request, just to see that an address is not locked out. Same key, same dict."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    limit, period = rate
+    window = _get_window(bucket, period)
+    count = cache.get(_make_cache_key(group, window, rate, bucket, ALL), 0)
+    time_left = window - int(time.time())
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": time_left}
 
 
 def hit(name: str, bucket: str, *, increment: bool = True) -> int | None:

@@ -1,4 +1,4 @@
-"""Start real server processes (daphne, or uvicorn) on a free loopback port for end-to-end tests."""
+"""Start real server processes (daphne, uvicorn or gunicorn) on a free loopback port for end-to-end tests."""
 
 import os
 import socket
@@ -77,23 +77,34 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(log_dir: Path, *, env: dict | None = None, server: str = "daphne", name: str = "server"):
+def server_command(server: str, port: int, *, workers: int = 2) -> list[str]:
+    """Each server with its default options, as API.md promises (gunicorn reads gunicorn.conf.py)."""
+    asgi, wsgi = "config.asgi:application", "config.wsgi:application"
+    if server == "daphne":
+        return [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), asgi]
+    if server == "uvicorn":
+        return [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), asgi]
+    if server == "gunicorn":
+        return [str(VENV_BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", str(workers), wsgi]
+    raise ValueError(f"unknown server {server!r}")
+
+
+def start_server(
+    log_dir: Path,
+    *,
+    env: dict | None = None,
+    server: str = "daphne",
+    name: str = "server",
+    workers: int = 2,
+):
+    """A server process on a free port, once /api/native/health answers 200. ``server``: daphne,
+    uvicorn (config.asgi) or gunicorn with ``workers`` sync workers (config.wsgi, HTTP only)."""
     port = free_port()
     log_path = log_dir / f"{name}-{port}.log"
     full_env = {**os.environ, **QUIET_ENV, "DATABASE_URL": database_url_for_tests(), **(env or {})}
     full_env.pop("DJANGO_SETTINGS_MODULE", None)
     full_env["PYTHONUNBUFFERED"] = "1"
-    if server == "daphne":
-        cmd = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-    else:
-        cmd = [
-            str(VENV_BIN / "uvicorn"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "config.asgi:application",
-        ]
+    cmd = server_command(server, port, workers=workers)
     log_file = open(log_path, "w")  # noqa: SIM115 - the process writes to it until stop()
     process = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     proc = ServerProcess(port, log_path, process, full_env)

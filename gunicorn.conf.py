@@ -1,0 +1,15 @@
+"""gunicorn settings for ``gunicorn config.wsgi:application`` (read from the working directory).
+
+Only what the contract needs; everything else is gunicorn's default or a command-line flag
+(``-w``, ``-b``; docs/operations.md has the production layout).
+"""
+
+import os
+
+wsgi_app = "config.wsgi:application"
+# SIGTERM: the arbiter stops accepting, lets each worker finish its current request, and kills
+# workers still busy after this many seconds: the process tree is gone within 10 s (API.md).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "8"))
+# gunicorn 27's control socket defaults to one path per user: several gunicorns on one host
+# (tests, side-by-side deployments) would take it from each other, and nothing here uses it.
+control_socket_disable = True
