@@ -21,7 +21,8 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from native_api import client_ip, ratelimits, ws_credentials
+from live import presence
+from native_api import client_ip, metrics, ratelimits, ws_credentials
 from native_api.errors import UNAVAILABLE_ERRORS
 from native_api.frame_limiter import FrameLimiter
 from native_api.ratelimits import frame_rate
@@ -127,20 +128,36 @@ class NativeConsumer(AsyncWebsocketConsumer):
             # A revocation that landed between verifying and joining the groups was not heard.
             if not await database_sync_to_async(still_valid)(credential):
                 raise AuthenticationFailed()
-        except InactiveUser:
+        except InactiveUser as exc:
+            metrics.websocket_authentication(exc)
             return await self.close_with(Close.FORBIDDEN, "inactive")
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
+            metrics.websocket_authentication(exc)
             await sync_to_async(ratelimits.hit, thread_sensitive=False)("auth-failures", self.ip_bucket)
             return await self.close_with(Close.UNAUTHORIZED, "unauthorized")
         except UNAVAILABLE_ERRORS:
+            metrics.websocket_authentication(unavailable=True)
             logger.warning("websocket auth failed: a dependency is unavailable")
             return await self.close_with(Close.UNAVAILABLE, "unavailable")
+        metrics.websocket_authentication()
         self.credential, self.user = credential, credential.user
         remaining = (credential.expires_at - timezone.now()).total_seconds()
         self.later(max(remaining, 0), self.credential_expired)
         await self.send_json(
             {"type": "hello", "user": user_dict(self.user), "connection_id": self.connection_id}
         )
+        # TEMPORARY (issue 15), until live.hub does it: the registry and the gauge of live sockets.
+        presence.opened(
+            presence.LiveSocket(
+                self.connection_id,
+                credential.id,
+                self.user.pk,
+                presence.PROCESS,
+                client_ip.from_scope(self.scope),
+                timezone.now(),
+            )
+        )
+        metrics.socket_opened()
 
     async def dispatch(self, message):
         # Channels hops to a thread to close stale database connections before every event,
@@ -153,6 +170,9 @@ class NativeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.closed = True
+        if getattr(self, "user", None) is not None:  # TEMPORARY (issue 15): see authenticate
+            presence.closed(self.connection_id)
+            metrics.socket_closed()
         for timer in self.timers:
             timer.cancel()
         for group in self.groups_joined:

@@ -11,8 +11,10 @@ production HTTP server) it behaves exactly like ``whitenoise.middleware.WhiteNoi
 """
 
 import logging
+from pathlib import Path
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.http import HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 from whitenoise.storage import CompressedManifestStaticFilesStorage
@@ -28,7 +30,7 @@ class StaticFilesMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.whitenoise = WhiteNoiseMiddleware(get_response=None)
+        self.whitenoise = WhiteNoiseMiddleware(get_response=None, settings=_WhiteNoiseSettings())
         self.prefix = self.whitenoise.static_prefix
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
@@ -72,6 +74,18 @@ class StaticFilesMiddleware:
         for name, value in answer.headers:
             response[name] = value
         return response
+
+
+class _WhiteNoiseSettings:
+    """Django's settings, minus a STATIC_ROOT that does not exist (yet): in DEBUG the files come
+    from the apps (finders) and WhiteNoise would warn about the missing folder at every start;
+    without DEBUG, ManifestStorage says once that collectstatic was not run."""
+
+    def __getattr__(self, name):
+        value = getattr(settings, name)
+        if name == "STATIC_ROOT" and value and not Path(value).is_dir():
+            return None
+        return value
 
 
 def _size(headers) -> int:
