@@ -26,18 +26,22 @@ CAP = 10_000
 RELATED_IDS_CAP = 1000  # usernames (or keys) a search term may stand for
 
 
+def capped_count(queryset, cap: int = CAP) -> tuple[int, bool]:
+    """(min(count, cap), whether there are more): SELECT COUNT(*) FROM (SELECT … LIMIT cap + 1)."""
+    counted = queryset.order_by()[: cap + 1].count()
+    return min(counted, cap), counted > cap
+
+
 class CappedPaginator(Paginator):
-    """Counts at most CAP + 1 rows: SELECT COUNT(*) FROM (SELECT ... LIMIT 10001)."""
+    """A paginator that never counts more than CAP rows; ``capped`` says there are more."""
 
     cap = CAP
+    capped = False
 
     @cached_property
     def count(self):
-        counted = self.object_list.order_by()[: self.cap + 1].count()
-        self.capped = counted > self.cap
-        return min(counted, self.cap)
-
-    capped = False
+        count, self.capped = capped_count(self.object_list, self.cap)
+        return count
 
 
 class ScalableAdmin(admin.ModelAdmin):

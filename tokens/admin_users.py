@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from live import presence
 from tokens import admin_audit
-from tokens.admin_scale import CappedPaginator, ScalableAdmin, confirmation, confirmed, summarized_deletion
+from tokens.admin_scale import ScalableAdmin, capped_count, confirmation, confirmed, summarized_deletion
 from tokens.models import NativeToken
 from tokens.revocation import revoke_user
 
@@ -25,11 +25,6 @@ User = get_user_model()
 SHOWN = 10  # rows of each kind on the change page
 SOCKETS_SHOWN = 50
 PER_USER_SOCKET_LOOKUPS = 20  # above this many users, read every live socket once instead
-
-
-def capped_count(queryset) -> tuple[int, bool]:
-    paginator = CappedPaginator(queryset, 1)
-    return paginator.count, paginator.capped
 
 
 def sockets_of_users(user_ids: list[int]) -> list[presence.LiveSocket]:
