@@ -1,13 +1,15 @@
 """Static files (the admin's CSS and JS) from the application itself, under WSGI and ASGI.
 
 WhiteNoise does the serving: the files, their compressed variants, caching headers, ranges,
-``If-None-Match``. Its Django middleware is sync-only, and under ASGI Django adapts a sync-only
-middleware with a thread hop in and out of it for *every* request, API calls and health probes
-included; and a ``FileResponse`` served over ASGI streams its sync file through one more thread
-hop per chunk, with a warning each time. This wrapper is sync- and async-capable: a request
-outside ``STATIC_URL`` passes straight through, and a static file is read into memory in one
-thread hop (the admin's largest is ~100 KB) instead of streamed. Under WSGI (gunicorn, the
-production HTTP server) it behaves exactly like ``whitenoise.middleware.WhiteNoiseMiddleware``.
+``If-None-Match``. Two of its middleware's habits cost under ASGI: it is sync-only, and Django
+adapts a sync-only middleware with thread hops for *every* request, API calls and health probes
+included; and its ``FileResponse`` streams a sync file, which Django's ASGI handler consumes
+through a thread hop with a "must consume synchronous iterators" warning for every file. This
+wrapper is sync- and async-capable (it adds no hop of its own to requests outside ``STATIC_URL``;
+Django still runs the chain in sync mode while a later middleware is sync-only), and under ASGI
+it answers with the file read into memory (the admin's largest is ~100 KB) instead of a stream.
+Under WSGI (gunicorn, the production HTTP server) it serves exactly as
+``whitenoise.middleware.WhiteNoiseMiddleware`` does, streaming through ``wsgi.file_wrapper``.
 """
 
 import logging
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 from whitenoise.storage import CompressedManifestStaticFilesStorage
@@ -45,9 +48,14 @@ class StaticFilesMiddleware:
         if self.is_async:
             return self.__acall__(request)
         if request.path_info.startswith(self.prefix):
-            static_file = self._find(request.path_info)
-            if static_file is not None:
-                return self.whitenoise.serve(static_file, request)
+            if isinstance(request, ASGIRequest):  # sync mode inside an ASGI server
+                response = self._serve_in_memory(request)
+                if response is not None:
+                    return response
+            else:
+                static_file = self._find(request.path_info)
+                if static_file is not None:
+                    return self.whitenoise.serve(static_file, request)
         return self.get_response(request)
 
     async def __acall__(self, request):

@@ -12,6 +12,7 @@ are written to History.
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -124,7 +125,18 @@ class NativeUserAdmin(ScalableAdmin, UserAdmin):
     actions = ["revoke_all_tokens", "deactivate"]
     list_filter = ("is_staff", "is_superuser", "is_active")
     sortable_by = ["username", "date_joined"]
-    search_help_text = "Username, name or e-mail (part of it)."
+    search_help_text = "A username or its start, or an e-mail address."
+
+    def get_search_results(self, request, queryset, search_term):
+        # Django's default is four UPPER(...) LIKE '%x%' over every user (0.4 s at 100k users);
+        # this serves the list and the user autocomplete widgets from the username index.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(username__startswith=term)
+        if "@" in term:
+            match |= Q(email__iexact=term)
+        return queryset.filter(match), False
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
