@@ -23,6 +23,7 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 
 CAP = 10_000
+SEARCH_CAP = 1_000
 RELATED_IDS_CAP = 1000  # usernames (or keys) a search term may stand for
 
 
@@ -49,6 +50,14 @@ class ScalableAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+        if request.GET.get("q"):
+            # A search that matches thousands is refined, not paged through: counting to 1,000
+            # instead of 10,000 saves reading 9,000 matching rows (a device-name substring).
+            paginator.cap = SEARCH_CAP
+        return paginator
 
 
 class LookupInputFilter(admin.ListFilter):
