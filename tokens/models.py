@@ -38,7 +38,9 @@ class NativeToken(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="native_tokens")
     ssh_key = models.ForeignKey(SshKey, null=True, blank=True, on_delete=models.SET_NULL)
     # Set when that key is deleted (tokens.key_history), so its tokens can still be found.
-    ssh_key_fingerprint = models.CharField(max_length=60, blank=True, editable=False)
+    ssh_key_fingerprint = models.CharField(
+        max_length=60, blank=True, editable=False, default="", db_default=""
+    )
     device_name = models.CharField(max_length=100, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
     created_ip = models.GenericIPAddressField(null=True, blank=True)

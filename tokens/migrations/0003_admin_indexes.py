@@ -49,7 +49,8 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="nativetoken",
             name="ssh_key_fingerprint",
-            field=models.CharField(blank=True, editable=False, max_length=60),
+            # db_default: rows inserted in SQL (bench seeds, tests) need not name the column.
+            field=models.CharField(blank=True, db_default="", default="", editable=False, max_length=60),
         ),
         migrations.AddIndex(
             model_name="nativetoken",
