@@ -23,7 +23,9 @@ from tests.server import ROOT
 from tests.test_settings import STRONG_KEY
 from tokens.models import NativeToken
 
-pytestmark = pytest.mark.e2e
+# The production configuration (PostgreSQL + Redis: the shared live-socket registry end to end);
+# run in the second pass of .ci/run only, to keep CI time down.
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
