@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 # Django's list, for the admin and everything outside /api/ (and what check --deploy reads).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "native_api.static_files.StaticFilesMiddleware",  # WhiteNoise, hop-free for non-static paths
     "native_api.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -233,7 +234,7 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # The health probe must answer plain HTTP from a load balancer on the private network.
-SECURE_REDIRECT_EXEMPT = [r"^api/native/health$"]
+SECURE_REDIRECT_EXEMPT = [r"^api/native/health$", r"^metrics$"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -247,8 +248,21 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Static files (the admin's CSS and JS), served by WhiteNoise -----------------------------
+# See docs/operations-admin.md. DEBUG (the embedded default) serves straight from the apps'
+# static folders; production serves what ``collectstatic`` put in STATIC_ROOT, under hashed,
+# compressed names that may be cached forever.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "native_api.static_files.ManifestStorage"
+    },
+}
 
 # --- The native API (NATIVE_*) --------------------------------------------------------------
 # Read where they are used (django.conf.settings.NATIVE_...), so tests can override them.
@@ -289,6 +303,9 @@ NATIVE_RATE_WS_TICKET = env_rate("NATIVE_RATE_WS_TICKET", "30/m")
 NATIVE_RATE_WS_CONNECT = env_rate("NATIVE_RATE_WS_CONNECT", "30/m")
 NATIVE_RATE_WS_FRAMES = env_rate("NATIVE_RATE_WS_FRAMES", "20/s")
 NATIVE_WS_FRAME_BURST = env_int("NATIVE_WS_FRAME_BURST", 40, minimum=1)
+# --- Metrics (/metrics, docs/operations-metrics.md) -----------------------------------------
+# Loopback callers may always scrape; anyone else must present this secret as a bearer token.
+NATIVE_METRICS_TOKEN = env_str("NATIVE_METRICS_TOKEN")
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_ENABLE = True
 

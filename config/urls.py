@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.env import env_bool
+from native_api import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/native/", include("native_api.urls")),
+    path("metrics", metrics_view.metrics, name="metrics"),
 ]
 
 if env_bool("NATIVE_BENCH_BASELINES", False):  # benchmark baselines (bench/); never in production

@@ -29,6 +29,7 @@ from live.changes import CONTROL_GROUP, WAKE_EVENT, head_position
 from live.feed import RoomFeed, Subscription
 from live.models import Change
 from live.poller import Poller
+from native_api import metrics
 from native_api.schemas import frames
 from rooms.history import room_messages
 from rooms.posting import room_group
@@ -42,6 +43,15 @@ GAP_READ = 500  # messages per gap-fill read
 
 K = Change.Kind
 CREDENTIAL_KINDS = {K.TOKENS_REVOKED, K.JTIS_DENIED, K.USER_FLOOR, K.USER_DISABLED, K.USER_DELETED}
+METRIC_KINDS = {  # native_control_events{kind}
+    K.TOKENS_REVOKED: "credential_revoked",
+    K.USER_FLOOR: "credential_revoked",
+    K.JTIS_DENIED: "denylist_changed",
+    K.USER_DISABLED: "user_changed",
+    K.USER_DELETED: "user_changed",
+    K.MEMBER_REMOVED: "membership_revoked",
+    K.ROOM_DELETED: "membership_revoked",
+}
 
 
 # Each room message is encoded once per process, whatever the number of its recipients here.
@@ -110,6 +120,7 @@ class Hub:
         self.by_credential.setdefault(socket.credential_id, set()).add(socket)
         self.by_user.setdefault(socket.user_id, set()).add(socket)
         presence.opened(socket.presence_entry())
+        metrics.socket_opened()
 
     def unregister(self, socket) -> None:
         for sub in list(socket.subscriptions.values()):
@@ -123,6 +134,7 @@ class Hub:
                 if not members:
                     del index[key]
         presence.closed(socket.connection_id)
+        metrics.socket_closed()
 
     def position(self) -> tuple[str, int]:
         return self.epoch, self.applied_seq
@@ -158,6 +170,7 @@ class Hub:
         sub = Subscription(socket, room_id, slug)
         feed.add(sub)
         socket.subscriptions[room_id] = sub
+        metrics.subscription_added()
         join = self._joins.get(room_id)
         if join is not None:
             await asyncio.shield(join)  # the group is joined before the caller reads the head
@@ -181,6 +194,7 @@ class Hub:
     def _drop_subscription(self, sub: Subscription) -> None:
         if sub.socket.subscriptions.get(sub.room_id) is sub:
             del sub.socket.subscriptions[sub.room_id]
+            metrics.subscription_removed()
         feed = self.feeds.get(sub.room_id)
         if feed is not None:
             feed.remove(sub)
@@ -208,12 +222,15 @@ class Hub:
             self._deliver(feed, seq, message)
 
     def _deliver(self, feed: RoomFeed, seq: int, message: dict) -> None:
-        text = None
+        text, count = None, 0
         for sub in feed.recipients(message):
             if sub.live and seq >= sub.start_seq:
                 if text is None:
                     text = encode_message(message)
                 sub.socket.outbox.push(text)
+                count += 1
+        if count:
+            metrics.delivered(count)
 
     async def _fill(self, feed: RoomFeed, up_to: int | None = None) -> None:
         """Read missing seqs from the database, once for the whole process."""
@@ -261,6 +278,7 @@ class Hub:
             counts = self._apply_one(change)
             self.applied_seq = change.seq
             self.recent.append(change)
+            metrics.control_event(METRIC_KINDS.get(change.kind, "other"), change.lag())
             if counts != (0, 0):
                 effects[change.seq] = counts
         return effects

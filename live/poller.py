@@ -47,6 +47,7 @@ class LoggedChange:
     seq: int
     kind: str
     data: dict
+    created_at: datetime | None = None  # the change's commit, near enough (set in its transaction)
     still_member: bool = False  # member_removed: the membership exists again
     user_state: str = ""  # user_disabled: "inactive", "active" or "deleted"
     _ids: frozenset = field(default=frozenset(), repr=False)
@@ -57,6 +58,10 @@ class LoggedChange:
             self._ids = frozenset(self.data["ids"])
         if self.kind == K.USER_FLOOR:
             self._not_before = parse_datetime(self.data["not_before"])
+
+    def lag(self) -> float | None:
+        """Seconds from the change to now (native_control_event_lag_seconds)."""
+        return None if self.created_at is None else (timezone.now() - self.created_at).total_seconds()
 
     def credential_ids(self):
         return self._ids
@@ -83,7 +88,7 @@ class LoggedChange:
 
 def prepare(rows) -> list[LoggedChange]:
     """Rows → LoggedChange, with one query per batch for the facts to re-read."""
-    changes = [LoggedChange(seq, kind, data) for seq, kind, data in rows]
+    changes = [LoggedChange(seq, kind, data, created_at) for seq, kind, data, created_at in rows]
     removed = [c for c in changes if c.kind == K.MEMBER_REMOVED]
     if removed:
         from rooms.models import Membership
@@ -166,7 +171,7 @@ class Poller:
             rows = list(
                 Change.objects.filter(seq__gt=self.cursor, seq__lte=head)
                 .order_by("seq")
-                .values_list("seq", "kind", "data")[:BATCH]
+                .values_list("seq", "kind", "data", "created_at")[:BATCH]
             )
             if not rows or rows[0][0] != self.cursor + 1:  # purged before we read them
                 self._skip_to(epoch, head)

@@ -4,9 +4,10 @@ The websocket layer (live.hub) reports each socket once it has authenticated (``
 when it goes away (``closed``). Readers (GET /api/native/tokens, admin, metrics) ask by
 credential or by user, from any process.
 
-This module is the interface and the embedded (single-process) implementation. ``opened`` and
-``closed`` are called on the asyncio event loop: they must stay O(1) and never do network I/O on
-the caller's thread.
+Two implementations, chosen on first use: in-process (the embedded default, one process) and
+Redis (``REDIS_URL`` set: every process's sockets, visible from every process; see
+live/presence_redis.py and docs/operations-admin.md). ``opened`` and ``closed`` are called on
+the asyncio event loop: both are O(1) and never do network I/O on the caller's thread.
 """
 
 import os
@@ -30,6 +31,8 @@ class LiveSocket:
 
 
 class InProcessRegistry:
+    """The sockets of this process only: right when one process serves everything."""
+
     def __init__(self):
         self._lock = threading.Lock()
         self._sockets: dict[str, LiveSocket] = {}
@@ -55,20 +58,51 @@ class InProcessRegistry:
         with self._lock:
             return [live for live in self._sockets.values() if live.user_id == user_id]
 
+    def all_sockets(self) -> list[LiveSocket]:
+        with self._lock:
+            return list(self._sockets.values())
 
-registry = InProcessRegistry()
+
+_registry = None
+_registry_lock = threading.Lock()
+
+
+def registry():
+    """This process's registry, built on first use from settings.REDIS_URL."""
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                from django.conf import settings
+
+                if settings.REDIS_URL:
+                    from live.presence_redis import RedisRegistry
+
+                    _registry = RedisRegistry(settings.REDIS_URL, prefix=f"{settings.REDIS_PREFIX}:presence")
+                else:
+                    _registry = InProcessRegistry()
+    return _registry
+
+
+def use_registry(new) -> None:
+    """Replace this process's registry (tests); the old one stops its background thread."""
+    global _registry
+    with _registry_lock:
+        old, _registry = _registry, new
+    if old is not None and old is not new and hasattr(old, "stop"):
+        old.stop()
 
 
 def opened(live: LiveSocket) -> None:
-    registry.opened(live)
+    registry().opened(live)
 
 
 def closed(connection_id: str) -> None:
-    registry.closed(connection_id)
+    registry().closed(connection_id)
 
 
 def for_credentials(credential_ids: Iterable[str]) -> dict[str, list[LiveSocket]]:
-    return registry.for_credentials(credential_ids)
+    return registry().for_credentials(credential_ids)
 
 
 def counts_for_credentials(credential_ids: Iterable[str]) -> dict[str, int]:
@@ -76,4 +110,9 @@ def counts_for_credentials(credential_ids: Iterable[str]) -> dict[str, int]:
 
 
 def for_user(user_id: int) -> list[LiveSocket]:
-    return registry.for_user(user_id)
+    return registry().for_user(user_id)
+
+
+def all_sockets() -> list[LiveSocket]:
+    """Every live socket in every process (a mass revocation's confirmation counts them)."""
+    return registry().all_sockets()

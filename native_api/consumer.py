@@ -23,7 +23,7 @@ from django.utils import timezone
 from live import presence
 from live.hub import get_hub
 from live.outbox import Outbox
-from native_api import client_ip, ratelimits, ws_credentials
+from native_api import client_ip, metrics, ratelimits, ws_credentials
 from native_api.db_threads import in_admission_thread
 from native_api.errors import UNAVAILABLE_ERRORS, sentence
 from native_api.frame_limiter import FrameLimiter
@@ -166,6 +166,7 @@ class NativeSocket:
         except UNAVAILABLE_ERRORS:
             refused = False  # the limits fail open when the cache is down (ratelimits.py)
         if refused:
+            metrics.rate_limited("ws-connect")
             return self.close(Close.RATE_LIMITED, "rate_limited")
         self._later(settings.NATIVE_WS_AUTH_TIMEOUT, self._auth_timed_out)
 
@@ -174,14 +175,19 @@ class NativeSocket:
         try:
             credential = await in_admission_thread(admit)(self.ip_bucket, kind, raw, count_connect)
         except ConnectRefused:
+            metrics.rate_limited("ws-connect")
             return self.close(Close.RATE_LIMITED, "rate_limited")
-        except InactiveUser:
+        except InactiveUser as exc:
+            metrics.websocket_authentication(exc)
             return self.close(Close.FORBIDDEN, "inactive")
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
+            metrics.websocket_authentication(exc)
             return self.close(Close.UNAUTHORIZED, "unauthorized")
         except UNAVAILABLE_ERRORS:
+            metrics.websocket_authentication(unavailable=True)
             logger.warning("websocket auth failed: a dependency is unavailable")
             return self.close(Close.UNAVAILABLE, "unavailable")
+        metrics.websocket_authentication()
         if self.closed:
             return
         self.credential, self.user, self.user_id = credential, credential.user, credential.user.pk
@@ -218,6 +224,7 @@ class NativeSocket:
         if size > MAX_FRAME:
             return self.close(Close.TOO_BIG, "too_big", flush=True)
         if self.limiter and not self.limiter.allow():
+            metrics.rate_limited("ws-frames")
             if self.limiter.should_close:
                 return self.close(Close.RATE_LIMITED, "rate_limited", flush=True)
             return self.send_error("rate_limited", "Too many frames; slow down.")
@@ -293,6 +300,7 @@ class NativeSocket:
             )
             for _, message in chunk:
                 self.outbox.push(frames.encode_message_frame(message))
+            metrics.delivered(len(chunk))
             await self.outbox.wait_below(BACKLOG_CHUNK)
             if len(chunk) < BACKLOG_CHUNK:
                 return

@@ -25,6 +25,7 @@ from django_ratelimit import ALL
 from django_ratelimit.core import _get_window, _make_cache_key, get_usage
 
 from config.env import parse_rate
+from native_api import metrics
 from native_api.errors import ApiError
 
 logger = logging.getLogger("native_api.ratelimits")
@@ -141,15 +142,18 @@ def enforce(name: str, bucket: str) -> None:
     except CacheUnavailable:
         raise _login_unavailable() from None
     if retry_after is not None:
+        metrics.rate_limited(name)
         raise ApiError(429, f"Too many requests; retry in {retry_after} s.", retry_after=retry_after)
 
 
 def ws_connect_refused(bucket: str) -> bool:
     """Count a websocket connect from ``bucket``; True when it must close with 4429 (too many
     connects, or an address locked out by failed authentication)."""
-    if hit("ws-connect", bucket) is not None:
-        return True
-    return hit("auth-failures", bucket, increment=False) is not None
+    for name, increment in (("ws-connect", True), ("auth-failures", False)):
+        if hit(name, bucket, increment=increment) is not None:
+            metrics.rate_limited(name)
+            return True
+    return False
 
 
 def frame_rate() -> tuple[float, int]:
@@ -191,6 +195,7 @@ def admit_nonce() -> None:
         with contextlib.suppress(Exception):
             cache.decr(keys[-1])
         logger.warning("pending-nonce cap reached: challenges refused")
+        metrics.rate_limited("pending-nonces")
         raise ApiError(
             503, "Too many logins are in progress; retry shortly.", retry_after=width - now % width
         )
@@ -220,6 +225,7 @@ def enforce_ticket_cap(user) -> None:
     )
     if pending["count"] >= settings.NATIVE_MAX_PENDING_TICKETS_PER_USER:
         retry_after = _seconds_until(pending["first_expiry"], now)
+        metrics.rate_limited("pending-tickets")
         raise ApiError(
             429,
             f"Too many unused websocket tickets; use one or retry in {retry_after} s.",

@@ -36,7 +36,7 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "room"], name="unique_membership")]
 
     def __str__(self):
-        return f"{self.user_id} in {self.room_id}"
+        return f"{self.user} in {self.room}"
 
 
 class Message(models.Model):

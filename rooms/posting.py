@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from native_api import metrics
 from rooms.models import Membership, Message, Room
 from rooms.serializers import message_dict
 from rooms.visibility import room_for_member
@@ -84,6 +85,7 @@ def post_message(user, slug: str, body, client_id=None, target_user_ids=None) ->
         payload = message_dict(message, user, targets)
         event = {"type": "room.message", "room_id": room.pk, "seq": message.seq, "message": payload}
         transaction.on_commit(lambda: fan_out(room_group(room.pk), event))
+    metrics.message_posted(targeted=bool(targets))
     return Posted(payload, created=True)
 
 

@@ -148,6 +148,9 @@ def _isolated(request, settings):
 
     clear_shared_cache()
     denylist.forget()
+    from live import presence
+
+    presence.use_registry(None)  # no live-socket entries carried over from another test
     for name in RATE_SETTINGS:
         setattr(settings, name, None)
     yield

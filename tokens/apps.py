@@ -6,4 +6,4 @@ class TokensConfig(AppConfig):
     verbose_name = "Credentials"
 
     def ready(self):
-        from tokens import checks, signals  # noqa: F401  (registers checks and receivers)
+        from tokens import checks, key_history, signals  # noqa: F401  (registers checks and receivers)

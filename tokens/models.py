@@ -37,6 +37,10 @@ class NativeToken(models.Model):
     digest = models.CharField(max_length=64, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="native_tokens")
     ssh_key = models.ForeignKey(SshKey, null=True, blank=True, on_delete=models.SET_NULL)
+    # Set when that key is deleted (tokens.key_history), so its tokens can still be found.
+    ssh_key_fingerprint = models.CharField(
+        max_length=60, blank=True, editable=False, default="", db_default=""
+    )
     device_name = models.CharField(max_length=100, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
     created_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -57,10 +61,17 @@ class NativeToken(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "revoked_at", "expires_at"])]
+        indexes = [
+            models.Index(fields=["user", "revoked_at", "expires_at"]),
+            models.Index(
+                fields=["ssh_key_fingerprint"],
+                condition=~models.Q(ssh_key_fingerprint=""),
+                name="token_deleted_key_fp",
+            ),
+        ]
 
     def __str__(self):
-        return f"{self.public_id} ({self.user_id})"
+        return f"{self.public_id} ({self.user})"
 
     @property
     def is_live(self) -> bool:

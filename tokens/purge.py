@@ -25,6 +25,7 @@ from django.db.models import Count, Max, Q
 from django.db.models.signals import post_delete, pre_delete
 from django.utils import timezone
 
+from native_api import metrics
 from tokens.models import LoginNonce, NativeToken, RevokedToken, WsTicket
 
 # Measured (docs/operations-purging.md): 1M expired tokens take about 13 s on an idle 2-core
@@ -156,17 +157,24 @@ def purge(
         (KindResult("revocations", "deleted"), dead_revocations(cut), _delete),
         (KindResult("client IP/user agent", "cleared"), tokens_with_old_client_data(cut), _clear_client_data),
     ]
-    with nullcontext() if dry_run else _commits_without_flush(router.db_for_write(NativeToken)):
-        for result, queryset, action in steps:
-            report.results.append(result)
-            if dry_run:
-                result.rows = queryset.count()
-                continue
-            finished = _in_batches(queryset, action, result, batch_size, keep_going, after_batch)
-            if not finished:
-                report.stopped = True
-                break
+    try:
+        with nullcontext() if dry_run else _commits_without_flush(router.db_for_write(NativeToken)):
+            for result, queryset, action in steps:
+                report.results.append(result)
+                if dry_run:
+                    result.rows = queryset.count()
+                    continue
+                finished = _in_batches(queryset, action, result, batch_size, keep_going, after_batch)
+                if not finished:
+                    report.stopped = True
+                    break
+    except Exception:
+        if not dry_run:
+            metrics.purge_not_run("failed")
+        raise
     report.seconds = time.monotonic() - started
+    if not dry_run:
+        metrics.purge_finished(report)
     return report
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from native_api import metrics
 from tokens.purge import DEFAULT_BATCH_SIZE, PurgeReport, purge
 from tokens.purge_lock import BUSY_MESSAGE, purge_lock
 
@@ -83,6 +84,7 @@ class PurgeLoop:
         try:
             with purge_lock() as lock:
                 if lock is None:
+                    metrics.purge_not_run("skipped")
                     self._say(BUSY_MESSAGE)
                     return None
                 report = purge(

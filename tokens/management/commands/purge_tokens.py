@@ -5,6 +5,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from native_api import metrics
 from tokens.purge import DEFAULT_BATCH_SIZE, purge
 from tokens.purge_lock import BUSY_MESSAGE, purge_lock
 from tokens.purge_loop import PurgeLoop
@@ -79,6 +80,7 @@ class Command(BaseCommand):
                 if lock is None:
                     # Not a failure: runs overlapping (cron, a sidecar, the servers' own loop)
                     # is expected, and the other runner does the work.
+                    metrics.purge_not_run("skipped")
                     self._say(BUSY_MESSAGE)
                     return
                 report = purge(batch_size=batch_size, after_batch=lock.refresh)
