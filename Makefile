@@ -24,6 +24,7 @@ $(VENV)/.installed: requirements.txt
 
 run: venv
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 # Without DATABASE_URL (PostgreSQL) and REDIS_URL the tests marked postgres/redis are

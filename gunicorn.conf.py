@@ -13,3 +13,12 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "8"))
 # gunicorn 27's control socket defaults to one path per user: several gunicorns on one host
 # (tests, side-by-side deployments) would take it from each other, and nothing here uses it.
 control_socket_disable = True
+
+
+def child_exit(server, worker):
+    """With PROMETHEUS_MULTIPROC_DIR (docs/operations-metrics.md), forget a finished worker's
+    live gauges at once (the /metrics view also drops those of any process that has died)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

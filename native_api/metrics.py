@@ -110,6 +110,10 @@ PURGE_KINDS = {  # tokens.purge's kinds, as label values
     "tickets": "tickets",
     "nonces": "nonces",
     "revocations": "revocations",
+    "user revocation floors": "floors",
+    "change log rows": "changes",
+    "change effects": "change_effects",
+    "server process records": "server_processes",
     "client IP/user agent": "client_data",
 }
 

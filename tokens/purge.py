@@ -125,6 +125,38 @@ def dead_revocations(cut: Cutoffs):
     return RevokedToken.objects.filter(expires_at__lte=cut.grace_end)
 
 
+def old_changes(cut: Cutoffs):
+    # Every live process applies a change within seconds; a process that was away longer than
+    # this (a database outage) reconciles its sockets against the tables instead (live.poller).
+    from live.models import Change
+
+    return Change.objects.filter(
+        created_at__lte=cut.now - timedelta(seconds=settings.NATIVE_LIVE_CHANGE_RETENTION)
+    )
+
+
+def old_change_effects(cut: Cutoffs):
+    from live.models import ChangeEffect
+
+    return ChangeEffect.objects.filter(
+        applied_at__lte=cut.now - timedelta(seconds=settings.NATIVE_LIVE_CHANGE_RETENTION)
+    )
+
+
+def gone_server_processes(cut: Cutoffs):
+    from live.models import ServerProcess
+
+    return ServerProcess.objects.filter(seen_at__lte=cut.now - timedelta(days=1))
+
+
+def spent_floors(cut: Cutoffs):
+    # Every service token minted before such a floor has expired anyway.
+    from tokens.models import CredentialFloor
+
+    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL)
+    return CredentialFloor.objects.filter(not_before__lte=cut.grace_end - longest)
+
+
 def tokens_with_old_client_data(cut: Cutoffs):
     # Tokens about to be deleted are left out, so that a dry run counts what a real run does.
     return (
@@ -155,6 +187,10 @@ def purge(
         (KindResult("nonces", "deleted"), dead_nonces(cut), _delete),
         (KindResult("tokens", "deleted"), dead_tokens(cut), lambda batch: _delete_tokens(batch, tickets)),
         (KindResult("revocations", "deleted"), dead_revocations(cut), _delete),
+        (KindResult("user revocation floors", "deleted"), spent_floors(cut), _delete),
+        (KindResult("change log rows", "deleted"), old_changes(cut), _delete),
+        (KindResult("change effects", "deleted"), old_change_effects(cut), _delete),
+        (KindResult("server process records", "deleted"), gone_server_processes(cut), _delete),
         (KindResult("client IP/user agent", "cleared"), tokens_with_old_client_data(cut), _clear_client_data),
     ]
     try:
