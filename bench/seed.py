@@ -20,11 +20,23 @@ def main() -> None:
     print(json.dumps(seed(**spec)))
 
 
-def seed(users: int = 10, room: str = "bench", service_tokens: int = 0, expired_tokens: int = 0) -> dict:
+def seed(
+    users: int = 10,
+    room: str = "bench",
+    service_tokens: int = 0,
+    expired_tokens: int = 0,
+    rooms: int = 0,
+    first_user_tokens: int = 0,
+    first_user_rows: int = 0,
+) -> dict:
+    """``rooms`` more rooms ``bench-r0…`` with every user a member; ``first_user_tokens`` more
+    real tokens for the first user (their raw values are returned), and ``first_user_rows`` live
+    token rows without a usable secret (a mass revocation's bulk)."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
     from rooms.membership import create_room
+    from rooms.models import Membership, Room
     from tokens.login import issue_token
     from tokens.service_tokens import mint
 
@@ -34,8 +46,14 @@ def seed(users: int = 10, room: str = "bench", service_tokens: int = 0, expired_
         create_room(room, "Bench", members=people)
         issued = [issue_token(user, device_name="bench") for user in people]
         service = [mint(people[i % users], ttl=86400, name="bench")[0] for i in range(service_tokens)]
+        extra = [issue_token(people[0], device_name="bench-extra").raw for _ in range(first_user_tokens)]
+        for index in range(rooms):
+            other = Room.objects.create(slug=f"bench-r{index}", name=f"Bench {index}")
+            Membership.objects.bulk_create([Membership(room=other, user=person) for person in people])
     if expired_tokens:
         _insert_expired(people[0].pk, expired_tokens)
+    if first_user_rows:
+        _insert_live(people[0].pk, first_user_rows)
     return {
         "room": room,
         "users": [
@@ -43,7 +61,39 @@ def seed(users: int = 10, room: str = "bench", service_tokens: int = 0, expired_
             for u, t in zip(people, issued, strict=True)
         ],
         "service_tokens": service,
+        "rooms": [room, *(f"bench-r{i}" for i in range(rooms))],
+        "first_user_tokens": extra,
     }
+
+
+def _insert_live(user_id: int, count: int) -> None:
+    """``count`` live native tokens of ``user_id`` (valid for 30 days; no raw value exists)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                """
+                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
+                    created_at, expires_at, revoked_reason, ssh_key_fingerprint)
+                SELECT 'bulk' || g, encode(sha256(('bulk' || g)::bytea), 'hex'), %s, 'bulk', '',
+                    now(), now() + interval '30 days', '', ''
+                FROM generate_series(1, %s) AS g
+                """,
+                [user_id, count],
+            )
+        else:
+            cursor.execute(
+                """
+                WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s)
+                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
+                    created_at, expires_at, revoked_reason, ssh_key_fingerprint)
+                SELECT 'bulk' || n, printf('b%%063x', n), %s, 'bulk', '',
+                    datetime('now'), datetime('now', '+30 days'), '', ''
+                FROM g
+                """,
+                [count, user_id],
+            )
 
 
 def _insert_expired(user_id: int, count: int) -> None:

@@ -32,6 +32,9 @@ def open_socket_for(credential_id: str, user_id: int, connection_id: str):
     presence.opened(
         presence.LiveSocket(connection_id, credential_id, user_id, presence.PROCESS, None, timezone.now())
     )
+    registry = presence.registry()
+    if hasattr(registry, "flush"):  # Redis: written by a background thread every 100 ms
+        registry.flush()
     return connection_id
 
 

@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 import live.hub
 from live import changes as live_changes
@@ -158,8 +159,10 @@ async def test_a_socket_removed_then_re_added_is_not_unsubscribed_by_the_old_cha
     monkeypatch.setattr(live_changes, "_push", lambda recorded: None)  # only the poller applies it
 
     def remove_and_readd():
-        general.memberships.get(user=bob).delete()
-        add_member(general, bob)
+        # One transaction: by the time any process reads the change, bob is a member again.
+        with transaction.atomic():
+            general.memberships.get(user=bob).delete()
+            add_member(general, bob)
 
     await database_sync_to_async(remove_and_readd)()
     await asyncio.sleep(1.2)  # the poller has read the change, and re-read the membership

@@ -1,0 +1,184 @@
+"""Enforcement on live sockets (issue 12): what the guarantee costs and how long it takes.
+
+- lost_push: every push is dropped (the server runs tests.lossy_layer, and without PostgreSQL's
+  LISTEN), so each revocation reaches its socket only through the change-log poll: the worst
+  case. N sockets, each with its own token, revoked one by one over HTTP on the same server;
+  lag from the request to the 4401. Target: at most 2 s.
+- idle: 10,000 authenticated sockets (2,000 with --quick) subscribed over 100 rooms, idle; the
+  server's CPU over the window (everything it does, the guarantee's poll included) and, on
+  PostgreSQL, the transactions per second it commits (xact_commit). Target: 2 % of a core.
+- mass: one user with 100,000 live tokens (20,000 with --quick), 1,000 of them (200) holding a
+  socket; ``manage.py revoke_user_tokens`` in its own process; lag from its commit to the last
+  socket closed. Target: 2 s.
+The push path's own p99 across processes is scenario ``revoke``.
+"""
+
+import asyncio
+import re
+import time
+from datetime import datetime
+
+from bench.harness import Context
+from bench.procs import BenchError, Clients
+from bench.report import Target, percentile
+from bench.wsload import close_code, gather_limited, open_socket
+
+BOUND = Target("<=", 2.0)
+IDLE_TARGET = Target("<=", 0.02)
+LOSSY = {"embedded": "tests.lossy_layer.LossyInMemoryLayer", "postgres": "tests.lossy_layer.LossyRedisLayer"}
+ROOMS = 100
+PER_PROCESS = 2500
+
+
+def run(ctx: Context) -> None:
+    lost_push(ctx)
+    idle(ctx)
+    mass(ctx)
+
+
+# --- lost pushes ------------------------------------------------------------------------------
+
+
+async def revoke_each(server, users) -> list[float]:
+    import httpx
+
+    url = f"{server.ws_url}/api/ws/native"
+    sockets = await gather_limited([open_socket(url, u["token"]) for u in users], 20)
+    lags = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        for user, ws in zip(users, sockets, strict=True):
+            watching = asyncio.create_task(close_code(ws, 10.0))
+            started = time.monotonic()
+            response = await http.delete(
+                f"/api/native/tokens/{user['token_id']}", headers={"Authorization": f"Bearer {user['token']}"}
+            )
+            code = await watching
+            if response.status_code != 204 or code != 4401:
+                raise BenchError(f"revocation {response.status_code}, close {code}")
+            lags.append(time.monotonic() - started)
+    return lags
+
+
+def lost_push(ctx: Context) -> None:
+    count = 30 if ctx.quick else 100
+    database_url, seed = ctx.prepare(users=count)
+    env = {"CHANNEL_LAYER_BACKEND": LOSSY[ctx.backend.name], "NATIVE_LIVE_PG_LISTEN": "false"}
+    with ctx.servers(database_url, **env) as (server,):
+        lags = asyncio.run(revoke_each(server, seed["users"]))
+    ctx.figure("lost_push.revocations", len(lags))
+    ctx.figure("lost_push.lag_p50", percentile(lags, 50) * 1000, "ms")
+    ctx.figure("lost_push.lag_p99", percentile(lags, 99) * 1000, "ms")
+    ctx.ratio("lost_push.lag_max_s", max(lags), BOUND)
+
+
+# --- idle cost ----------------------------------------------------------------------------------
+
+
+def hold_job(gate, url, tokens, rooms, count):
+    """Open ``count`` sockets, subscribe socket i to rooms[i % len(rooms)], hold until released."""
+
+    async def main():
+        async def one(i):
+            ws = await open_socket(url, tokens[i % len(tokens)])
+            await ws.send(f'{{"type": "subscribe", "room": "{rooms[i % len(rooms)]}"}}')
+            while '"subscribed"' not in await ws.recv():
+                pass
+            return ws
+
+        sockets = await gather_limited([one(i) for i in range(count)], 25)
+        await asyncio.get_running_loop().run_in_executor(None, gate.stage, 0)
+        await asyncio.get_running_loop().run_in_executor(None, gate.wait_release)
+        await gather_limited([ws.close() for ws in sockets], 200)
+        return len(sockets)
+
+    return asyncio.run(main())
+
+
+def committed_transactions(database_url: str) -> int | None:
+    if not database_url.startswith("postgres"):
+        return None
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()[0]
+
+
+def idle(ctx: Context) -> None:
+    sockets, window = (2000, 10.0) if ctx.quick else (10_000, 20.0)
+    database_url, seed = ctx.prepare(users=200, rooms=ROOMS)
+    tokens = [u["token"] for u in seed["users"]]
+    rooms = seed["rooms"][1:]
+    processes = max(2, -(-sockets // PER_PROCESS))
+    with ctx.servers(database_url) as (server,):
+        url = f"{server.ws_url}/api/ws/native"
+        jobs = [(url, tokens[i::processes], rooms, sockets // processes) for i in range(processes)]
+        with Clients(hold_job, jobs, timeout=900, stages=1) as clients:
+            clients.start()
+            clients.stage(0)
+            time.sleep(3.0)  # let the connect storm's after-effects settle
+            cpu, xacts, started = server.cpu(), committed_transactions(database_url), time.monotonic()
+            time.sleep(window)
+            elapsed = time.monotonic() - started
+            cpu_share = (server.cpu() - cpu) / elapsed
+            xacts_after = committed_transactions(database_url)
+            clients.let_go()
+            held = sum(result for result, _ in clients.results())
+    ctx.figure("idle.sockets", held)
+    ctx.figure("idle.rooms", len(rooms))
+    ctx.ratio("idle.server_cpu_share_of_one_core", cpu_share, IDLE_TARGET)
+    if xacts is not None:
+        # Every database round trip of the idle server (polls, heartbeats), whatever the sockets.
+        ctx.figure("idle.db_transactions_per_s", (xacts_after - xacts) / elapsed, "/s")
+
+
+# --- mass revocation ----------------------------------------------------------------------------
+
+
+def hold_and_watch_job(gate, url, tokens):
+    """Open a socket per token, then report when each one was closed (wall clock)."""
+
+    async def main():
+        sockets = await gather_limited([open_socket(url, t) for t in tokens], 25)
+        await asyncio.get_running_loop().run_in_executor(None, gate.stage, 0)
+
+        async def watch(ws):
+            code = await close_code(ws, 60.0)
+            return code, time.time()
+
+        return await asyncio.gather(*(watch(ws) for ws in sockets))
+
+    return asyncio.run(main())
+
+
+def mass(ctx: Context) -> None:
+    sockets, rows = (200, 20_000) if ctx.quick else (1000, 99_000)
+    database_url, seed = ctx.prepare(users=2, first_user_tokens=sockets - 1, first_user_rows=rows)
+    tokens = [seed["users"][0]["token"], *seed["first_user_tokens"]]
+    total = len(tokens) + rows
+    with ctx.servers(database_url) as (server,):
+        url = f"{server.ws_url}/api/ws/native"
+        jobs = [(url, tokens[i::4]) for i in range(4)]
+        with Clients(hold_and_watch_job, jobs, timeout=300, stages=1) as clients:
+            clients.start()
+            clients.stage(0)
+            started = time.monotonic()
+            out = ctx.backend.manage(
+                database_url, "revoke_user_tokens", "bench-0", "--wait", "5", timeout=120
+            )
+            command_s = time.monotonic() - started
+            clients.let_go()
+            closes = [entry for result, _ in clients.results() for entry in result]
+    match = re.search(r"at (\S+Z): (\d+) native tokens", out)
+    if not match or int(match.group(2)) != total:
+        raise BenchError(f"revoke_user_tokens did not revoke {total} tokens: {out.strip()[:300]}")
+    committed = datetime.fromisoformat(match.group(1).replace("Z", "+00:00")).timestamp()
+    if any(code != 4401 for code, _ in closes):
+        raise BenchError(f"not every socket closed 4401: {sorted({c for c, _ in closes})}")
+    ctx.figure("mass.tokens", total)
+    ctx.figure("mass.sockets", len(closes))
+    ctx.figure("mass.command_s", command_s, "s")
+    ctx.ratio("mass.last_close_after_commit_s", max(at for _, at in closes) - committed, BOUND)
+    ctx.report.note(f"{ctx.backend.name} mass revocation: " + " | ".join(out.strip().splitlines()[1:]))
