@@ -17,6 +17,13 @@
    times that at any moment, and the socket is closed 4429 ``slow_consumer``; autobahn drops
    it a second later if the client does not answer the close, freeing the buffer.
 
+5. twisted never writes at once: every ``transport.write`` queues the bytes, registers the
+   socket for writability (an epoll_ctl), and sends on the next reactor turn, then unregisters
+   it (another epoll_ctl). A fan-out writes one frame to each of hundreds of sockets, so that
+   dance was most of daphne's cost per delivery. When nothing is queued ahead, we send the
+   bytes at once and queue only what the kernel did not take (twisted's own writeSomeData, so
+   errors are handled as it would; ordering is kept because the queue was empty).
+
 uvicorn needs none of this: it passes code and reason through and its ``websocket.send`` waits
 while the client is not reading. Its loggers do print websocket query strings; settings.LOGGING
 routes them through the same redaction.
@@ -102,6 +109,34 @@ def install() -> None:
         self._parsePOSTFormSubmission = False
 
     WebRequest.__init__ = request_init
+    _install_immediate_writes()
     WebSocketProtocol.handle_reply = handle_reply
     WebSocketProtocol._native_compat = True
     AccessLogGenerator.__call__ = access_call
+
+
+def _install_immediate_writes() -> None:
+    from twisted.internet import tcp
+
+    if getattr(tcp.Connection, "_native_immediate", False):
+        return
+    queued_write = tcp.Connection.write
+
+    def write(self, data):
+        if (
+            data
+            and not self.TLS
+            and self.connected
+            and not self._writeDisconnected
+            and not self._tempDataBuffer
+            and len(self.dataBuffer) == self.offset
+        ):
+            sent = self.writeSomeData(data)
+            if sent == len(data):
+                return
+            if isinstance(sent, int):
+                data = data[sent:]  # the rest waits for writability, as twisted would do it
+        queued_write(self, data)
+
+    tcp.Connection.write = write
+    tcp.Connection._native_immediate = True

@@ -16,6 +16,7 @@ Everything here runs on the event loop and never blocks: database reads happen i
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import weakref
 from collections import deque
@@ -247,7 +248,7 @@ class Hub:
                 for seq, message in feed.ready():
                     self._deliver(feed, seq, message)
         except Exception as exc:  # a database outage: the next event or head check retries
-            logger.warning("gap-fill for room %s failed: %s", feed.room_id, type(exc).__name__)
+            logger.warning("gap-fill for room %s failed: %s: %s", feed.room_id, type(exc).__name__, exc)
         finally:
             feed.filling = False
 
@@ -467,6 +468,21 @@ async def get_hub() -> Hub:
 
 def current_hub() -> Hub | None:
     return _hub
+
+
+def deliver_locally(event: dict) -> bool:
+    """A room event committed in this process, handed to this process's hub from any thread;
+    False when this process has no hub (a gunicorn worker, a command)."""
+    hub = _hub
+    if hub is None or hub.stopped or hub.loop.is_closed():
+        return False
+    try:
+        # A fresh context: the caller's (a thread inside sync_to_async) would make the hub's
+        # own database reads look like a re-entrant call to asgiref, which refuses them.
+        hub.loop.call_soon_threadsafe(hub.on_room_message, event, context=contextvars.Context())
+    except RuntimeError:  # the loop closed meanwhile
+        return False
+    return True
 
 
 async def close_all_for_restart() -> None:

@@ -60,7 +60,27 @@ class Outbox:
             if self.closing:
                 return
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+            if len(self._frames) == 1:
+                self._send_now()
+            else:
+                self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def _send_now(self) -> None:
+        """Send the one queued frame without creating a task, when the server's send completes
+        at once (daphne's always does; uvicorn's unless the client is behind). A fan-out writes
+        to every local subscriber in one go, so a task per frame would be most of its cost."""
+        text = self._frames.pop()
+        send = self._send({"type": "websocket.send", "text": text})
+        try:
+            yielded = send.send(None)
+        except StopIteration:
+            self._sent(text)
+            return
+        except Exception:
+            self._gone()
+            return
+        # It suspended (the transport is paused): a task finishes it, then sends what follows.
+        self._writer = asyncio.get_running_loop().create_task(self._write((send, yielded, text)))
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close the websocket. ``flush``: after the frames already queued (an error frame that
@@ -96,26 +116,25 @@ class Outbox:
             self._room = (frames, future)
             await future
 
-    async def _write(self) -> None:
+    async def _write(self, suspended=None) -> None:
         try:
+            if suspended is not None:
+                send, yielded, text = suspended
+                try:
+                    await _finish(send, yielded)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    return self._gone()
+                self._sent(text)
             while self._frames:
                 batch, self._frames = self._frames, []
                 for index, text in enumerate(batch):
                     try:
                         await self._send({"type": "websocket.send", "text": text})
                     except Exception:
-                        # The connection is gone (servers raise on a closed socket): drop the
-                        # rest; the disconnect event ends the socket.
-                        self._frames, self._pending, self._bytes = [], 0, 0
-                        self.closing = True
-                        self._wake_producer()
-                        return
-                    self._pending -= 1
-                    self._bytes -= len(text)
-                    if self._over_since is not None and not self._over():
-                        self._over_since = None  # drained below the bounds: forgiven
-                    if self._room is not None and self._pending <= self._room[0]:
-                        self._wake_producer()
+                        return self._gone()
+                    self._sent(text)
                     if index % 256 == 255:
                         await asyncio.sleep(0)  # let the event loop breathe during a long backlog
             if self._close_after is not None:
@@ -125,6 +144,21 @@ class Outbox:
         finally:
             if self._writer is asyncio.current_task():
                 self._writer = None
+
+    def _sent(self, text: str) -> None:
+        self._pending -= 1
+        self._bytes -= len(text)
+        if self._over_since is not None and not self._over():
+            self._over_since = None  # drained below the bounds: forgiven
+        if self._room is not None and self._pending <= self._room[0]:
+            self._wake_producer()
+
+    def _gone(self) -> None:
+        """The connection is gone (servers raise on a closed socket): drop the rest; the
+        disconnect event ends the socket."""
+        self._frames, self._pending, self._bytes = [], 0, 0
+        self.closing = True
+        self._wake_producer()
 
     def _wake_producer(self) -> None:
         room, self._room = self._room, None
@@ -161,3 +195,30 @@ class Outbox:
             self._over_limit()
         else:
             self._over_since = None
+
+
+async def _finish(coroutine, yielded) -> None:
+    """Drive a coroutine that was started by hand (Outbox._send_now) and suspended on
+    ``yielded``, as an asyncio task would: wait for what it waits for, resume it, repeat."""
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)  # a bare yield: give the loop one turn
+            else:
+                # The coroutine's own await marked the future as being waited on, for a task
+                # that never saw it; clear the mark, then wait on it here as that task would.
+                yielded._asyncio_future_blocking = False
+                await yielded
+        except asyncio.CancelledError:
+            coroutine.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coroutine.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration:
+            return

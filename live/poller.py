@@ -14,6 +14,7 @@ Cost: two or three indexed queries per interval per process, whatever the number
 """
 
 import concurrent.futures
+import contextvars
 import logging
 import threading
 import time
@@ -273,7 +274,7 @@ class Poller:
                 done.set_exception(exc)
 
         try:
-            self.hub.loop.call_soon_threadsafe(call)
+            self.hub.loop.call_soon_threadsafe(call, context=contextvars.Context())
         except RuntimeError:  # the loop is closed: this process (or test) is over
             raise LoopGone() from None
         deadline = time.monotonic() + 10

@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from native_api import metrics
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership, Message
 from rooms.serializers import message_dict
 from rooms.visibility import room_for_member
 
@@ -57,8 +57,7 @@ def validate(body, client_id, target_user_ids) -> list[int]:
 def post_message(user, slug: str, body, client_id=None, target_user_ids=None) -> Posted:
     targets = validate(body, client_id, target_user_ids)
     with transaction.atomic():
-        room = room_for_member(user, slug)
-        room = Room.objects.select_for_update().get(pk=room.pk)
+        room = room_for_member(user, slug, lock=True)
         if client_id is not None:
             original = Message.objects.filter(room=room, sender=user, client_id=client_id).first()
             if original is not None:
@@ -90,10 +89,17 @@ def post_message(user, slug: str, body, client_id=None, target_user_ids=None) ->
 
 
 def fan_out(group: str, event: dict) -> None:
-    """One send per message; each consumer applies the visibility rule to the event itself."""
+    """One send per message. This process's hub gets it directly (no channel-layer round trip
+    for local subscribers); the other processes through the channel layer, whose copy the local
+    hub then drops as a duplicate (seq)."""
+    from live.hub import deliver_locally
+
+    layer = get_channel_layer()
+    if deliver_locally(event) and isinstance(layer, InMemoryChannelLayer):
+        return  # an in-memory layer reaches no other process
     try:
         # Bounded: the message is committed, so a hung Redis must not hold back the ack.
-        async_to_sync(asyncio.wait_for)(get_channel_layer().group_send(group, event), FAN_OUT_TIMEOUT)
+        async_to_sync(asyncio.wait_for)(layer.group_send(group, event), FAN_OUT_TIMEOUT)
     except Exception as exc:
         # Persisted already: subscribers that miss the event fill the gap from the database
         # (seq tells them), and resuming clients read history.

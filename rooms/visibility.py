@@ -15,12 +15,17 @@ class NotAllowed(Exception):
     """Not a member of the room, or no such room: deliberately the same answer (403)."""
 
 
-def room_for_member(user, slug: str) -> Room:
+def room_for_member(user, slug: str, *, lock: bool = False) -> Room:
+    """The room ``slug`` if ``user`` is a member, else NotAllowed. ``lock``: take the room row's
+    lock in the same query (posting assigns the next seq under it)."""
     room = None
     # Only a well-formed slug reaches the database: NUL or a lone surrogate in a query
     # parameter is a driver error (a 5xx), not the 403 that any other unknown room gets.
     if isinstance(slug, str) and slug_validator.regex.fullmatch(slug):
-        room = Room.objects.filter(slug=slug, memberships__user=user).first()
+        rooms = Room.objects.filter(slug=slug, memberships__user=user)
+        if lock:
+            rooms = rooms.select_for_update(of=("self",))
+        room = rooms.order_by().first()
     if room is None:
         raise NotAllowed(slug)
     return room

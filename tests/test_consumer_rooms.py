@@ -124,28 +124,22 @@ async def test_subscribe_with_after_sends_exactly_the_missed_messages_then_subsc
 
 async def test_events_that_arrive_out_of_order_are_delivered_in_order_without_duplicates(alice, bob, general):
     """A fan-out event from another process can overtake an earlier one; seq fills the gap."""
-    from channels.layers import get_channel_layer
-
-    from rooms.posting import room_group
+    import live.hub
 
     socket = await connect(bob)
     await subscribe(socket, "general")
-    layer = get_channel_layer()
-    sent = []
-    original = layer.group_send
-
-    async def hold_back(group, event):
-        sent.append((group, event))
-
-    layer.group_send = hold_back
+    held = []
+    original = live.hub.deliver_locally
+    live.hub.deliver_locally = lambda event: held.append(event) or True
     try:
         first = await post(alice, "general", "first")
         second = await post(alice, "general", "second")
     finally:
-        layer.group_send = original
-    assert [g for g, _ in sent] == [room_group(general.pk)] * 2
-    await original(*sent[1])  # the later message arrives first
-    await original(*sent[0])  # then the earlier one, late: a duplicate by now
+        live.hub.deliver_locally = original
+    assert [event["seq"] for event in held] == [1, 2]
+    hub = live.hub.current_hub()
+    hub.on_room_message(held[1])  # the later message arrives first
+    hub.on_room_message(held[0])  # then the earlier one, late: a duplicate by now
     ids = [(await socket.receive_json_from())["message"]["id"] for _ in range(2)]
     assert ids == [first.message["id"], second.message["id"]]
     assert await socket.receive_nothing(timeout=0.2)

@@ -90,16 +90,15 @@ async def test_a_lost_event_is_read_from_the_database_once_for_the_whole_process
     reads = []
     real_read = live.hub.room_messages
     monkeypatch.setattr(live.hub, "room_messages", lambda *a: reads.append(a) or real_read(*a))
-    layer, real_send = get_channel_layer(), get_channel_layer().group_send
-    dropped = []
+    real_deliver, dropped = live.hub.deliver_locally, []
 
-    async def lose_the_first(group, message):
-        if message.get("type") == "room.message" and not dropped:
-            dropped.append(message["seq"])
-            return None
-        return await real_send(group, message)
+    def lose_the_first(event):
+        if not dropped:
+            dropped.append(event["seq"])
+            return True  # "delivered": the in-memory layer is not tried either
+        return real_deliver(event)
 
-    monkeypatch.setattr(layer, "group_send", lose_the_first)
+    monkeypatch.setattr(live.hub, "deliver_locally", lose_the_first)
     first = await post(alice, "general", "lost on the way")
     second = await post(alice, "general", "arrives and reveals the gap")
 
@@ -115,14 +114,7 @@ async def test_the_last_message_whose_event_was_lost_arrives_within_two_seconds(
     alice, bob, general, monkeypatch
 ):
     socket = await subscribed(bob)
-    layer, real_send = get_channel_layer(), get_channel_layer().group_send
-
-    async def lose_room_events(group, message):
-        if message.get("type") == "room.message":
-            return None
-        return await real_send(group, message)
-
-    monkeypatch.setattr(layer, "group_send", lose_room_events)
+    monkeypatch.setattr(live.hub, "deliver_locally", lambda event: True)  # every event is lost
     posted = await post(alice, "general", "nothing follows me")
 
     # No later event reveals this gap: the poller's room-head check does.
