@@ -17,7 +17,7 @@ from bench.procs import Clients
 from bench.report import Target, ratio
 from bench.wsload import gather_limited, open_socket
 
-TARGET = Target("<=", 40.0)
+TARGET = Target("<=", 1.1)  # ours against a bare Channels socket (issue 14)
 PER_PROCESS = 2500
 SETTLE = 1.5
 CONCURRENCY = 25
@@ -94,5 +94,4 @@ def run(ctx: Context) -> None:
     ours = measure(ctx, database_url, "/api/ws/native", tokens, steps, "ours")
     bare = measure(ctx, database_url, "/bench/ws/bare", None, steps, "bare")
     for step in steps:
-        ctx.ratio(f"ours_kb_per_socket_at_{step}", ours[step], TARGET)
-        ctx.ratio(f"ours_vs_bare_kb_at_{step}", ratio(ours[step], bare[step]))
+        ctx.ratio(f"ours_vs_bare_kb_at_{step}", ratio(ours[step], bare[step]), TARGET)
