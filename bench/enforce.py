@@ -75,14 +75,16 @@ def lost_push(ctx: Context) -> None:
 
 
 def hold_job(gate, url, tokens, rooms, count):
-    """Open ``count`` sockets, subscribe socket i to rooms[i % len(rooms)], hold until released."""
+    """Open ``count`` sockets (subscribed to rooms[i % len(rooms)] when rooms are given), then
+    hold them until released."""
 
     async def main():
         async def one(i):
-            ws = await open_socket(url, tokens[i % len(tokens)])
-            await ws.send(f'{{"type": "subscribe", "room": "{rooms[i % len(rooms)]}"}}')
-            while '"subscribed"' not in await ws.recv():
-                pass
+            ws = await open_socket(url, tokens[i % len(tokens)] if tokens else None)
+            if rooms:
+                await ws.send(f'{{"type": "subscribe", "room": "{rooms[i % len(rooms)]}"}}')
+                while '"subscribed"' not in await ws.recv():
+                    pass
             return ws
 
         sockets = await gather_limited([one(i) for i in range(count)], 25)
@@ -106,32 +108,48 @@ def committed_transactions(database_url: str) -> int | None:
         ).fetchone()[0]
 
 
+def idle_share(ctx, database_url, path, tokens, rooms, sockets, window) -> tuple[float, float | None, int]:
+    """(server CPU share of one core, database transactions per second, sockets held)."""
+    processes = max(2, -(-sockets // PER_PROCESS))
+    with ctx.servers(database_url) as (server,):
+        url = f"{server.ws_url}{path}"
+        jobs = [
+            (url, tokens[i::processes] if tokens else None, rooms, sockets // processes)
+            for i in range(processes)
+        ]
+        with Clients(hold_job, jobs, timeout=900, stages=1) as clients:
+            clients.start()  # every client has opened (and subscribed) its sockets
+            time.sleep(5.0)  # let the connect storm's after-effects settle
+            cpu, xacts, started = server.cpu(), committed_transactions(database_url), time.monotonic()
+            time.sleep(window)
+            elapsed = time.monotonic() - started
+            share = (server.cpu() - cpu) / elapsed
+            xacts_after = committed_transactions(database_url)
+            clients.let_go()
+            held = sum(result for result, _ in clients.results())
+    rate = None if xacts is None else (xacts_after - xacts) / elapsed
+    return share, rate, held
+
+
 def idle(ctx: Context) -> None:
+    """The same number of idle sockets on a fresh server: ours (authenticated, subscribed over
+    100 rooms, hub and change-log poller running) against bare Channels sockets; the difference
+    is what the hub and the guarantee cost when nothing happens."""
     sockets, window = (2000, 10.0) if ctx.quick else (10_000, 20.0)
     database_url, seed = ctx.prepare(users=200, rooms=ROOMS)
     tokens = [u["token"] for u in seed["users"]]
     rooms = seed["rooms"][1:]
-    processes = max(2, -(-sockets // PER_PROCESS))
-    with ctx.servers(database_url) as (server,):
-        url = f"{server.ws_url}/api/ws/native"
-        jobs = [(url, tokens[i::processes], rooms, sockets // processes) for i in range(processes)]
-        with Clients(hold_job, jobs, timeout=900, stages=1) as clients:
-            clients.start()
-            clients.stage(0)
-            time.sleep(3.0)  # let the connect storm's after-effects settle
-            cpu, xacts, started = server.cpu(), committed_transactions(database_url), time.monotonic()
-            time.sleep(window)
-            elapsed = time.monotonic() - started
-            cpu_share = (server.cpu() - cpu) / elapsed
-            xacts_after = committed_transactions(database_url)
-            clients.let_go()
-            held = sum(result for result, _ in clients.results())
+    ours, ours_xacts, held = idle_share(ctx, database_url, "/api/ws/native", tokens, rooms, sockets, window)
+    bare, bare_xacts, _ = idle_share(ctx, database_url, "/bench/ws/bare", None, None, sockets, window)
     ctx.figure("idle.sockets", held)
     ctx.figure("idle.rooms", len(rooms))
-    ctx.ratio("idle.server_cpu_share_of_one_core", cpu_share, IDLE_TARGET)
-    if xacts is not None:
+    ctx.figure("idle.ours_cpu_share_of_one_core", ours)
+    ctx.figure("idle.bare_cpu_share_of_one_core", bare)
+    ctx.ratio("idle.guarantee_cpu_share_of_one_core", ours - bare, IDLE_TARGET)
+    if ours_xacts is not None:
         # Every database round trip of the idle server (polls, heartbeats), whatever the sockets.
-        ctx.figure("idle.db_transactions_per_s", (xacts_after - xacts) / elapsed, "/s")
+        ctx.figure("idle.ours_db_transactions_per_s", ours_xacts, "/s")
+        ctx.figure("idle.bare_db_transactions_per_s", bare_xacts, "/s")
 
 
 # --- mass revocation ----------------------------------------------------------------------------
@@ -162,8 +180,7 @@ def mass(ctx: Context) -> None:
         url = f"{server.ws_url}/api/ws/native"
         jobs = [(url, tokens[i::4]) for i in range(4)]
         with Clients(hold_and_watch_job, jobs, timeout=300, stages=1) as clients:
-            clients.start()
-            clients.stage(0)
+            clients.start()  # every client has opened (and subscribed) its sockets
             started = time.monotonic()
             out = ctx.backend.manage(
                 database_url, "revoke_user_tokens", "bench-0", "--wait", "5", timeout=120

@@ -51,9 +51,11 @@ def verify_bearer(raw: str) -> Credential:
         return _verify_service_token(raw)
     if not crypto.is_well_formed(raw, crypto.NATIVE_TOKEN_PREFIX):
         raise MalformedCredential()
-    token = NativeToken.objects.select_related("user").filter(digest=crypto.digest(raw)).first()
-    if token is None:
+    # order_by(): no ORDER BY to compile or sort for a lookup by a unique column.
+    found = list(NativeToken.objects.select_related("user").filter(digest=crypto.digest(raw)).order_by()[:1])
+    if not found:
         raise UnknownCredential()
+    token = found[0]
     return _check_native(token)
 
 
@@ -102,9 +104,10 @@ def _change_head() -> dict:
 
 def _verify_service_token(raw: str) -> Credential:
     claims = service_tokens.read(raw)
-    user = get_user_model().objects.filter(pk=claims.user_id).annotate(**_change_head()).first()
-    if user is None:
+    found = list(get_user_model().objects.filter(pk=claims.user_id).annotate(**_change_head()).order_by()[:1])
+    if not found:
         raise UnknownCredential()
+    user = found[0]
     head = (user.change_epoch, user.change_head)
     return _check_service_jti(claims.jti, user, claims.expires_at, claims.issued_at, head)
 
