@@ -24,6 +24,10 @@
    bytes at once and queue only what the kernel did not take (twisted's own writeSomeData, so
    errors are handled as it would; ordering is kept because the queue was empty).
 
+6. autobahn formats every new connection's configuration with ``pprint.pformat`` for a debug
+   line that is never printed: about a tenth of a websocket handshake's CPU (py-spy, bench
+   connect). The formatting now happens only if the line is written.
+
 uvicorn needs none of this: it passes code and reason through and its ``websocket.send`` waits
 while the client is not reading. Its loggers do print websocket query strings; settings.LOGGING
 routes them through the same redaction.
@@ -110,9 +114,37 @@ def install() -> None:
 
     WebRequest.__init__ = request_init
     _install_immediate_writes()
+    _install_lazy_debug_format()
     WebSocketProtocol.handle_reply = handle_reply
     WebSocketProtocol._native_compat = True
     AccessLogGenerator.__call__ = access_call
+
+
+class _LazyFormat:
+    """pformat(value), computed when (if ever) the log line is rendered."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __str__(self) -> str:
+        import pprint
+
+        return pprint.pformat(self.value)
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+
+
+def _install_lazy_debug_format() -> None:
+    import pprint
+
+    from autobahn.websocket import protocol
+
+    if getattr(protocol, "pformat", None) is pprint.pformat:
+        protocol.pformat = _LazyFormat
+        # The module's one other use must still return a str.
+        protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)
 
 
 def _install_immediate_writes() -> None:

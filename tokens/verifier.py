@@ -11,6 +11,7 @@ from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from tokens import crypto, service_tokens
+from tokens.compiled_query import CompiledLookup
 from tokens.denylist import denylist
 from tokens.exceptions import (
     ExpiredCredential,
@@ -22,6 +23,12 @@ from tokens.exceptions import (
 from tokens.models import NativeToken, WsTicket
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# The hot lookup, compiled once per database (tokens.compiled_query); order_by(): no ORDER BY
+# to compile or sort for a lookup by a unique column.
+_token_by_digest = CompiledLookup(
+    lambda digest: NativeToken.objects.select_related("user").filter(digest=digest).order_by()[:1]
+)
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,9 @@ def verify_bearer(raw: str) -> Credential:
         return _verify_service_token(raw)
     if not crypto.is_well_formed(raw, crypto.NATIVE_TOKEN_PREFIX):
         raise MalformedCredential()
-    # order_by(): no ORDER BY to compile or sort for a lookup by a unique column.
-    found = list(NativeToken.objects.select_related("user").filter(digest=crypto.digest(raw)).order_by()[:1])
-    if not found:
+    token = _token_by_digest.first(crypto.digest(raw))
+    if token is None:
         raise UnknownCredential()
-    token = found[0]
     return _check_native(token)
 
 

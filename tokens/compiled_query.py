@@ -1,0 +1,78 @@
+"""A hot ORM lookup compiled to SQL once per database, then run with a new parameter.
+
+The verifier runs one indexed query per request and per websocket connect. Django compiles a
+queryset anew on every evaluation, and for ``select_related`` that compilation (joins, the
+select list, quoting) costs more CPU than PostgreSQL or SQLite spend answering the query:
+py-spy put ``SQLCompiler`` at a third of a gunicorn worker's time on ``/me``
+(docs/benchmarks.md). Here the ORM still writes the SQL and says how to read the row (which
+columns belong to which model, which converters apply); only the repetition is skipped.
+"""
+
+import threading
+from dataclasses import dataclass
+
+from django.db import connections
+
+_MARK = "\x00compiled-query-parameter\x00"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    converters: dict  # column index -> (converter functions, expression), as the ORM has them
+    models: tuple  # (model, attnames, column indexes, relation name or None), outermost first
+
+
+class CompiledLookup:
+    """``build(value)`` → a queryset of at most one row, filtered on ``value`` once, with
+    ``select_related`` of single-valued relations; ``first(value)`` → the instance or None."""
+
+    def __init__(self, build):
+        self._build = build
+        self._plans: dict[str, _Plan] = {}
+        self._lock = threading.Lock()
+
+    def first(self, value, using: str = "default"):
+        plan = self._plans.get(using) or self._compile(using)
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, (value,))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        row = list(row)
+        for index, (functions, expression) in plan.converters.items():
+            for convert in functions:
+                row[index] = convert(row[index], expression, connection)
+        root = None
+        for model, attnames, columns, relation in plan.models:
+            instance = model.from_db(using, attnames, [row[i] for i in columns])
+            if root is None:
+                root = instance
+            else:
+                setattr(root, relation, instance)
+        return root
+
+    def _compile(self, using: str) -> _Plan:
+        with self._lock:
+            if using in self._plans:
+                return self._plans[using]
+            compiler = self._build(_MARK).query.get_compiler(using)
+            sql, params = compiler.as_sql()
+            if tuple(params) != (_MARK,):
+                raise ValueError(f"a compiled lookup takes exactly one parameter, got {params!r}")
+            select, info = compiler.select, compiler.klass_info
+            models = [(info["model"], *_columns(select, info["select_fields"]), None)]
+            for related in info.get("related_klass_infos", ()):
+                if related.get("related_klass_infos") or not related["field"].many_to_one:
+                    raise ValueError("only one level of many-to-one select_related is supported")
+                models.append(
+                    (related["model"], *_columns(select, related["select_fields"]), related["field"].name)
+                )
+            converters = compiler.get_converters([column for column, _, _ in select])
+            plan = self._plans[using] = _Plan(sql, converters, tuple(models))
+            return plan
+
+
+def _columns(select, indexes) -> tuple[list[str], list[int]]:
+    return [select[i][0].target.attname for i in indexes], list(indexes)
