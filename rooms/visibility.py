@@ -6,9 +6,24 @@ it is untargeted, or when they sent it, or when they are one of its targets. Eve
 goes through the functions below.
 """
 
+from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q, Subquery
 
+from config.compiled_query import CompiledLookup
 from rooms.models import Membership, Message, Room, slug_validator
+
+# Posting and subscribing look the room up with its membership on every frame: compiled once
+# (config.compiled_query). Marks: a slug no room can have, a user id no user has.
+_MARKS = ("\x00slug", -(2**62))
+_room_of_member = CompiledLookup(
+    lambda slug, user_id: Room.objects.filter(slug=slug, memberships__user_id=user_id).order_by()[:1], _MARKS
+)
+_locked_room_of_member = CompiledLookup(
+    lambda slug, user_id: Room.objects.filter(slug=slug, memberships__user_id=user_id)
+    .select_for_update(of=("self",))
+    .order_by()[:1],
+    _MARKS,
+)
 
 
 class NotAllowed(Exception):
@@ -22,10 +37,9 @@ def room_for_member(user, slug: str, *, lock: bool = False) -> Room:
     # Only a well-formed slug reaches the database: NUL or a lone surrogate in a query
     # parameter is a driver error (a 5xx), not the 403 that any other unknown room gets.
     if isinstance(slug, str) and slug_validator.regex.fullmatch(slug):
-        rooms = Room.objects.filter(slug=slug, memberships__user=user)
-        if lock:
-            rooms = rooms.select_for_update(of=("self",))
-        room = rooms.order_by().first()
+        if lock and transaction.get_autocommit():
+            raise transaction.TransactionManagementError("a room lock outside a transaction")
+        room = (_locked_room_of_member if lock else _room_of_member).first(slug, user.pk)
     if room is None:
         raise NotAllowed(slug)
     return room

@@ -5,9 +5,9 @@ from unittest import mock
 import pytest
 from django.db.models.sql.compiler import SQLCompiler
 
+from config.compiled_query import CompiledLookup
 from tests.conftest import bearer
 from tokens import crypto
-from tokens.compiled_query import CompiledLookup
 from tokens.models import NativeToken
 from tokens.verifier import _token_by_digest, verify_bearer
 
@@ -48,5 +48,17 @@ def test_the_sql_is_compiled_once_not_per_verification(alice):
 
 def test_a_lookup_with_more_than_one_parameter_is_refused(alice):
     lookup = CompiledLookup(lambda value: NativeToken.objects.filter(digest=value, device_name="x")[:1])
-    with pytest.raises(ValueError, match="exactly one parameter"):
+    with pytest.raises(ValueError, match="must be its marks"):
         lookup.first("anything")
+
+
+def test_a_lookup_with_two_parameters_binds_each_to_its_place(alice, bob, alice_only):
+    from django.db import transaction
+
+    from rooms.visibility import NotAllowed, room_for_member
+
+    assert room_for_member(alice, "alice-only").pk == alice_only.pk
+    with pytest.raises(NotAllowed):
+        room_for_member(bob, "alice-only")
+    with transaction.atomic():
+        assert room_for_member(alice, "alice-only", lock=True).pk == alice_only.pk

@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, Subquery
 from django.utils import timezone
 
+from config.compiled_query import CompiledLookup
 from tokens import crypto, service_tokens
-from tokens.compiled_query import CompiledLookup
 from tokens.denylist import denylist
 from tokens.exceptions import (
     ExpiredCredential,
@@ -24,7 +24,7 @@ from tokens.models import NativeToken, WsTicket
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
-# The hot lookup, compiled once per database (tokens.compiled_query); order_by(): no ORDER BY
+# The hot lookup, compiled once per database (config.compiled_query); order_by(): no ORDER BY
 # to compile or sort for a lookup by a unique column.
 _token_by_digest = CompiledLookup(
     lambda digest: NativeToken.objects.select_related("user").filter(digest=digest).order_by()[:1]

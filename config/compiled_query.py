@@ -19,24 +19,27 @@ _MARK = "\x00compiled-query-parameter\x00"
 @dataclass(frozen=True)
 class _Plan:
     sql: str
+    order: tuple  # for each SQL parameter, which of first()'s values it is
     converters: dict  # column index -> (converter functions, expression), as the ORM has them
     models: tuple  # (model, attnames, column indexes, relation name or None), outermost first
 
 
 class CompiledLookup:
-    """``build(value)`` → a queryset of at most one row, filtered on ``value`` once, with
-    ``select_related`` of single-valued relations; ``first(value)`` → the instance or None."""
+    """``build(*marks)`` → a queryset of at most one row that uses each mark once as a query
+    parameter (``select_related`` of single-valued relations allowed); ``first(*values)`` → the
+    instance for those values, or None. A mark must be a value of the field's type that no
+    caller would pass (the default is one string, for a text column)."""
 
-    def __init__(self, build):
-        self._build = build
+    def __init__(self, build, marks: tuple = (_MARK,)):
+        self._build, self._marks = build, tuple(marks)
         self._plans: dict[str, _Plan] = {}
         self._lock = threading.Lock()
 
-    def first(self, value, using: str = "default"):
+    def first(self, *values, using: str = "default"):
         plan = self._plans.get(using) or self._compile(using)
         connection = connections[using]
         with connection.cursor() as cursor:
-            cursor.execute(plan.sql, (value,))
+            cursor.execute(plan.sql, [values[i] for i in plan.order])
             row = cursor.fetchone()
         if row is None:
             return None
@@ -57,10 +60,11 @@ class CompiledLookup:
         with self._lock:
             if using in self._plans:
                 return self._plans[using]
-            compiler = self._build(_MARK).query.get_compiler(using)
+            compiler = self._build(*self._marks).query.get_compiler(using)
             sql, params = compiler.as_sql()
-            if tuple(params) != (_MARK,):
-                raise ValueError(f"a compiled lookup takes exactly one parameter, got {params!r}")
+            if sorted(map(repr, params)) != sorted(map(repr, self._marks)):
+                raise ValueError(f"the query's parameters must be its marks, each once: got {params!r}")
+            order = tuple(self._marks.index(param) for param in params)
             select, info = compiler.select, compiler.klass_info
             models = [(info["model"], *_columns(select, info["select_fields"]), None)]
             for related in info.get("related_klass_infos", ()):
@@ -70,7 +74,7 @@ class CompiledLookup:
                     (related["model"], *_columns(select, related["select_fields"]), related["field"].name)
                 )
             converters = compiler.get_converters([column for column, _, _ in select])
-            plan = self._plans[using] = _Plan(sql, converters, tuple(models))
+            plan = self._plans[using] = _Plan(sql, order, converters, tuple(models))
             return plan
 
 
