@@ -30,11 +30,15 @@ SECONDS = 15
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
-    parser.add_argument("load", choices=["me-wsgi", "me-asgi", "connect-bearer", "connect-ticket", "fanout"])
+    parser.add_argument(
+        "load", choices=["me-wsgi", "me-asgi", "connect-bearer", "connect-ticket", "fanout", "idle"]
+    )
     parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded")
     args = parser.parse_args(argv)
     backend = backends_from_env(args.backend)[-1]
     ctx = Context(backend, Report(meta={}), True, "profile")
+    if args.load == "idle":
+        return profile_idle(ctx, backend)
     database_url, seed = ctx.prepare(users=101 if args.load == "fanout" else 8)
     tokens = [u["token"] for u in seed["users"]]
     env = {}
@@ -61,6 +65,44 @@ def main(argv=None) -> int:
             record(pids, raw)
             load.join(timeout=SECONDS * 3)
             print_top(raw)
+    finally:
+        stop_all()
+        backend.cleanup()
+    return 0
+
+
+def profile_idle(ctx, backend, sockets=10_000, processes=4) -> int:
+    """10,000 idle authenticated sockets over 100 rooms (bench enforce's idle case); prints the
+    CPU share of one core of each server thread (py-spy's active samples per tick), so the
+    change-log poller's own cost is read directly rather than as a difference of two servers."""
+    from bench.enforce import ROOMS, hold_job
+    from bench.procs import Clients
+
+    database_url, seed = ctx.prepare(users=200, rooms=ROOMS)
+    tokens, rooms = [u["token"] for u in seed["users"]], seed["rooms"][1:]
+    raw = str(RESULTS / f"profile-idle-{backend.name}.txt")
+    RESULTS.mkdir(exist_ok=True)
+    try:
+        with ctx.servers(database_url) as (server,):
+            url = f"{server.ws_url}/api/ws/native"
+            jobs = [(url, tokens[i::processes], rooms, sockets // processes) for i in range(processes)]
+            with Clients(hold_job, jobs, timeout=900, stages=1) as clients:
+                clients.start()
+                time.sleep(5.0)
+                seconds, rate = 20, 100
+                argv = ["py-spy", "record", "-p", str(server.pid), "-d", str(seconds), "-r", str(rate)]
+                subprocess.run([*argv, "--threads", "-f", "raw", "-o", raw], capture_output=True, check=False)
+                clients.let_go()
+                clients.results()
+        per_thread = collections.Counter()
+        with open(raw) as data:
+            for line in data:
+                stack, _, n = line.rstrip().rpartition(" ")
+                if stack and "(idle)" not in stack:
+                    per_thread[stack.split(";")[0]] += int(n)
+        print(f"CPU share of one core per server thread, {sockets} idle sockets ({raw})")
+        for thread, n in per_thread.most_common():
+            print(f"{n / (seconds * rate):7.4f}  {thread}")
     finally:
         stop_all()
         backend.cleanup()

@@ -9,6 +9,7 @@ import threading
 import psycopg
 
 from live.changes import NOTIFY_CHANNEL
+from live.os_thread import set_os_thread_name
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Listener:
         return params
 
     def _run(self) -> None:
+        set_os_thread_name("live-listen")
         failing = False
         while not self._stop.is_set():
             try:

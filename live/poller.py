@@ -31,6 +31,7 @@ from django.utils.dateparse import parse_datetime
 from live import presence
 from live.changes import head_position
 from live.models import Change, ChangeEffect, ServerProcess
+from live.os_thread import set_os_thread_name
 from live.pg_listen import Listener
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class Poller:
     # --- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        set_os_thread_name("live-poller")
         while not self._stop.is_set():
             self._wake.wait(settings.NATIVE_LIVE_POLL_INTERVAL)
             self._wake.clear()
