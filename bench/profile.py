@@ -1,12 +1,13 @@
 """Where a scenario's server time goes: run one load against a real server and record it with
 py-spy (not a dependency of the project: ``pip install py-spy`` anywhere and put it on PATH).
 
-    python -m bench.profile me-wsgi|me-asgi|connect-bearer|connect-ticket [--backend postgres]
+    python -m bench.profile LOAD [--backend postgres]
+    LOAD: me-wsgi | me-asgi | connect-bearer | connect-ticket | fanout | idle
 
-Prints the hottest frames (own time and with callees) of the server processes, sampling
-only the thread that holds the GIL (Python CPU time, not waits); the raw
-stacks are kept in bench/results/profile-<load>-<backend>.txt (py-spy's raw format).
-Figures are not recorded: ``python -m bench`` measures.
+Prints the hottest frames (own time and with callees) of the server processes, sampling only
+the thread that holds the GIL (Python CPU time, not waits); ``idle`` prints each server
+thread's share instead. The raw stacks are kept in bench/results/profile-<load>-<backend>.txt
+(py-spy's raw format). Figures are not recorded: ``python -m bench`` measures.
 """
 
 import argparse
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
 
 def profile_idle(ctx, backend, sockets=10_000, processes=4) -> int:
     """10,000 idle authenticated sockets over 100 rooms (bench enforce's idle case); prints the
-    CPU share of one core of each server thread (py-spy's active samples per tick), so the
+    CPU share of one core of each server thread (from /proc, named by py-spy), so the
     change-log poller's own cost is read directly rather than as a difference of two servers."""
     from bench.enforce import ROOMS, hold_job
     from bench.procs import Clients
@@ -91,22 +92,33 @@ def profile_idle(ctx, backend, sockets=10_000, processes=4) -> int:
                 time.sleep(5.0)
                 seconds, rate = 20, 100
                 argv = ["py-spy", "record", "-p", str(server.pid), "-d", str(seconds), "-r", str(rate)]
+                before = thread_times(server.pid)
                 subprocess.run([*argv, "--threads", "-f", "raw", "-o", raw], capture_output=True, check=False)
+                after = thread_times(server.pid)
+                cpu = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
                 clients.let_go()
                 clients.results()
-        per_thread = collections.Counter()
+        names = {}
         with open(raw) as data:
             for line in data:
-                stack, _, n = line.rstrip().rpartition(" ")
-                if stack and "(idle)" not in stack:
-                    per_thread[stack.split(";")[0]] += int(n)
-        print(f"CPU share of one core per server thread, {sockets} idle sockets ({raw})")
-        for thread, n in per_thread.most_common():
-            print(f"{n / (seconds * rate):7.4f}  {thread}")
+                first = line.split(";", 1)[0]  # "thread (TID): NAME"
+                if first.startswith("thread ("):
+                    tid, _, name = first[len("thread (") :].partition("): ")
+                    names[int(tid, 0)] = name
+        print(f"CPU share of one core per server thread over {seconds} s, {sockets} idle sockets")
+        for tid, used in sorted(cpu.items(), key=lambda item: -item[1]):
+            print(f"{used / seconds:7.4f}  {names.get(tid, tid)}")
     finally:
         stop_all()
         backend.cleanup()
     return 0
+
+
+def thread_times(pid) -> dict:
+    """CPU seconds so far of each thread of ``pid`` (from /proc, exact, unlike sampling)."""
+    import psutil
+
+    return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
 
 def run_load(load, servers, tokens, seed) -> None:
