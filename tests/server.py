@@ -33,6 +33,20 @@ def database_url_for_tests() -> str:
     return f"postgres://{auth}{conf.get('HOST') or '127.0.0.1'}:{conf.get('PORT') or 5432}/{conf['NAME']}"
 
 
+def run_manage(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python manage.py ...`` in its own process, on the test database (``env``: overrides)."""
+    full_env = {**os.environ, "DATABASE_URL": database_url_for_tests(), **(env or {})}
+    full_env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # Quiet, fast defaults for a test server; a test passes overrides for what it exercises.
 QUIET_ENV = {
     "DEBUG": "true",

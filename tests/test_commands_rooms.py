@@ -6,9 +6,6 @@ removed a user should hear that it did not.
 """
 
 import io
-import os
-import subprocess
-import sys
 
 import pytest
 from channels.db import database_sync_to_async
@@ -18,7 +15,7 @@ from rooms.models import Membership, Room
 from rooms.posting import post_message
 from tests.comm import frames_until, hello
 from tests.conftest import bearer
-from tests.server import ROOT, database_url_for_tests
+from tests.server import run_manage
 
 
 def run(command, /, *args, **options) -> str:
@@ -147,21 +144,8 @@ def test_remove_member_refuses_an_unknown_room_or_user(general, slug, username, 
 
 
 def test_the_real_commands_exit_codes_follow_those_choices(transactional_db, general, mallory):
-    env = {**os.environ, "DATABASE_URL": database_url_for_tests()}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-
-    def manage(*args):
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    again = manage("add_member", "general", "alice")
-    missing = manage("remove_member", "general", "mallory")
+    again = run_manage("add_member", "general", "alice")
+    missing = run_manage("remove_member", "general", "mallory")
 
     assert (again.returncode, again.stdout) == (
         0,

@@ -8,9 +8,6 @@ databases, like the command does in production, instead of capturing the hooks b
 
 import asyncio
 import io
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +21,7 @@ from live.models import Change
 from tests import ws
 from tests.comm import closed_with, hello, open_socket
 from tests.conftest import bearer
-from tests.server import ROOT, database_url_for_tests
+from tests.server import run_manage as manage
 from tokens import service_tokens
 from tokens.exceptions import MalformedCredential, RevokedCredential, UnknownCredential
 from tokens.models import NativeToken, RevokedToken
@@ -40,15 +37,6 @@ def run(command, /, *args, **options) -> tuple[str, str]:
 
 def token_id(raw: str) -> str:
     return verify_bearer(raw).id
-
-
-def manage(*args) -> subprocess.CompletedProcess:
-    """``python manage.py ...`` in a child process, on the test database."""
-    env = {**os.environ, "DATABASE_URL": database_url_for_tests()}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 # --- mint_service_token -----------------------------------------------------------------------

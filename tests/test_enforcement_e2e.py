@@ -8,9 +8,7 @@ log row's own timestamp (live.models.Change.created_at), written in the committi
 """
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -23,7 +21,7 @@ from live.models import Change
 from rooms.models import Room
 from tests import ws
 from tests.conftest import ON_REDIS, bearer
-from tests.server import ROOT, database_url_for_tests, free_port
+from tests.server import free_port, run_manage
 from tokens import service_tokens
 from tokens.models import NativeToken
 from tokens.verifier import verify_bearer
@@ -34,22 +32,8 @@ BOUND = 2.0  # seconds from commit to effect, at worst (API.md)
 abearer = database_sync_to_async(bearer)
 
 
-def manage(*args, env=None) -> subprocess.CompletedProcess:
-    """``python manage.py ...`` in its own process, on the test database."""
-    full_env = {**os.environ, "DATABASE_URL": database_url_for_tests(), **(env or {})}
-    full_env.pop("DJANGO_SETTINGS_MODULE", None)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def amanage(*args, env=None) -> subprocess.CompletedProcess:
-    result = await asyncio.to_thread(manage, *args, env=env)
+    result = await asyncio.to_thread(run_manage, *args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

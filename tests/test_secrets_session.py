@@ -21,7 +21,7 @@ from django.db import connection
 from tests import ws
 from tests.flows import signed_login_body
 from tests.secrets_scan import database_bytes, leaks
-from tests.server import ROOT, database_url_for_tests
+from tests.server import ROOT, run_manage
 from tests.ssh_helpers import make_key, public_key_line, sign
 from tokens import verifier
 from tokens.login import issue_challenge
@@ -44,11 +44,7 @@ def api(server, method: str, path: str, token: str | None = None, **kwargs) -> h
 
 def manage(*args: str) -> subprocess.CompletedProcess:
     """Run a management command in its own process against the test database, at DEBUG."""
-    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "LOG_LEVEL": "DEBUG", "DEBUG": "true"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_manage(*args, env={"LOG_LEVEL": "DEBUG", "DEBUG": "true"})
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
