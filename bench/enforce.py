@@ -20,7 +20,7 @@ import time
 from datetime import datetime
 
 from bench.harness import Context
-from bench.procs import BenchError, Clients
+from bench.procs import BenchError, Clients, thread_cpu
 from bench.report import Target, percentile
 from bench.wsload import close_code, gather_limited, open_socket
 
@@ -112,17 +112,15 @@ def committed_transactions(database_url: str) -> int | None:
 def guarantee_threads_cpu(pid: int) -> float:
     """CPU seconds so far of the server's change-log threads (live-poller, live-listen: they
     name themselves for the OS, live/os_thread.py)."""
-    import psutil
-
     total = 0.0
-    for thread in psutil.Process(pid).threads():
+    for tid, seconds in thread_cpu(pid).items():
         try:
-            with open(f"/proc/{pid}/task/{thread.id}/comm") as comm:
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm:
                 name = comm.read().strip()
         except OSError:
-            continue
+            continue  # the thread ended meanwhile
         if name.startswith("live-"):
-            total += thread.user_time + thread.system_time
+            total += seconds
     return total
 
 

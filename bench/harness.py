@@ -32,27 +32,9 @@ class Context:
         database_url = self.backend.fresh_database()
         return database_url, self.backend.seed(database_url, **seed)
 
-    @contextlib.contextmanager
     def servers(self, database_url: str, count: int = 1, kind: str = "daphne", **env):
         """Start ``count`` servers on the same database and channel layer; stop them after."""
-        started = []
-        try:
-            for i in range(count):
-                started.append(
-                    start_server(
-                        self.backend.env(database_url, **env),
-                        self.backend.workdir,
-                        kind=kind,
-                        name=f"{self.scenario}{i}",
-                    )
-                )
-            yield started
-            for server in started:
-                if not server.alive():
-                    raise BenchError(f"{server.name} died during the run:\n{server.log_tail()}")
-        finally:
-            for server in started:
-                server.stop()
+        return self.servers_of(database_url, *((str(i), kind, ROOT) for i in range(count)), **env)
 
     @contextlib.contextmanager
     def servers_of(self, database_url: str, *specs: tuple[str, str, Path], **env):

@@ -167,3 +167,10 @@ def run_clients(job, args_list, *, timeout: float):
     with Clients(job, args_list, timeout=timeout) as clients:
         started = clients.start()
         return started, clients.results()
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each thread of ``pid``, by thread id (exact, from /proc)."""
+    import psutil
+
+    return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}

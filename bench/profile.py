@@ -77,7 +77,7 @@ def profile_idle(ctx, backend, sockets=10_000, processes=4) -> int:
     CPU share of one core of each server thread (from /proc, named by py-spy), so the
     change-log poller's own cost is read directly rather than as a difference of two servers."""
     from bench.enforce import ROOMS, hold_job
-    from bench.procs import Clients
+    from bench.procs import Clients, thread_cpu
 
     database_url, seed = ctx.prepare(users=200, rooms=ROOMS)
     tokens, rooms = [u["token"] for u in seed["users"]], seed["rooms"][1:]
@@ -92,9 +92,9 @@ def profile_idle(ctx, backend, sockets=10_000, processes=4) -> int:
                 time.sleep(5.0)
                 seconds, rate = 20, 100
                 argv = ["py-spy", "record", "-p", str(server.pid), "-d", str(seconds), "-r", str(rate)]
-                before = thread_times(server.pid)
+                before = thread_cpu(server.pid)
                 subprocess.run([*argv, "--threads", "-f", "raw", "-o", raw], capture_output=True, check=False)
-                after = thread_times(server.pid)
+                after = thread_cpu(server.pid)
                 cpu = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
                 clients.let_go()
                 clients.results()
@@ -112,13 +112,6 @@ def profile_idle(ctx, backend, sockets=10_000, processes=4) -> int:
         stop_all()
         backend.cleanup()
     return 0
-
-
-def thread_times(pid) -> dict:
-    """CPU seconds so far of each thread of ``pid`` (from /proc, exact, unlike sampling)."""
-    import psutil
-
-    return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
 
 def run_load(load, servers, tokens, seed) -> None:

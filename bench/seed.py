@@ -68,62 +68,44 @@ def seed(
 
 def _insert_live(user_id: int, count: int) -> None:
     """``count`` live native tokens of ``user_id`` (valid for 30 days; no raw value exists)."""
-    from django.db import connection, transaction
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                """
-                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
-                    created_at, expires_at, revoked_reason, ssh_key_fingerprint)
-                SELECT 'bulk' || g, encode(sha256(('bulk' || g)::bytea), 'hex'), %s, 'bulk', '',
-                    now(), now() + interval '30 days', '', ''
-                FROM generate_series(1, %s) AS g
-                """,
-                [user_id, count],
-            )
-        else:
-            cursor.execute(
-                """
-                WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s)
-                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
-                    created_at, expires_at, revoked_reason, ssh_key_fingerprint)
-                SELECT 'bulk' || n, printf('b%%063x', n), %s, 'bulk', '',
-                    datetime('now'), datetime('now', '+30 days'), '', ''
-                FROM g
-                """,
-                [count, user_id],
-            )
+    _insert_tokens(user_id, count, prefix="bulk", device="bulk", created_days=0, expires_days=30)
 
 
 def _insert_expired(user_id: int, count: int) -> None:
     """``count`` native tokens that expired ten days ago (past any purge grace period)."""
+    _insert_tokens(user_id, count, prefix="exp", device="old", created_days=-40, expires_days=-10)
+
+
+def _insert_tokens(user_id, count, *, prefix, device, created_days, expires_days) -> None:
+    """``count`` token rows in one statement, ids ``<prefix>1…``, created and expiring that many
+    days from now. Their digests are made from the id (a hash, or the prefix's hex and n's on
+    SQLite), so no two prefixes collide."""
     from django.db import connection, transaction
 
+    params = {"user": user_id, "count": count, "prefix": prefix, "device": device}
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(
-                """
-                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
-                    created_at, expires_at, revoked_reason)
-                SELECT 'exp' || g, encode(sha256(('exp' || g)::bytea), 'hex'), %s, 'old', '',
-                    now() - interval '40 days', now() - interval '10 days', ''
-                FROM generate_series(1, %s) AS g
-                """,
-                [user_id, count],
-            )
+            series = "generate_series(1, %(count)s) AS g(n)"
+            digest = "encode(sha256((%(prefix)s || n)::bytea), 'hex')"
+            created = "now() + make_interval(days => %(created)s)"
+            expires = "now() + make_interval(days => %(expires)s)"
+            params.update(created=created_days, expires=expires_days)
+            cte = ""
         else:
-            cursor.execute(
-                """
-                WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s)
-                INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
-                    created_at, expires_at, revoked_reason)
-                SELECT 'exp' || n, printf('%%064x', n), %s, 'old', '',
-                    datetime('now', '-40 days'), datetime('now', '-10 days'), ''
-                FROM g
-                """,
-                [count, user_id],
-            )
+            cte = "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %(count)s) "
+            series = "g"
+            digest = "printf('%%s%%0*x', hex(%(prefix)s), 64 - length(hex(%(prefix)s)), n)"
+            created, expires = "datetime('now', %(created)s)", "datetime('now', %(expires)s)"
+            params.update(created=f"{created_days:+d} days", expires=f"{expires_days:+d} days")
+        cursor.execute(
+            f"""
+            {cte}INSERT INTO tokens_nativetoken (public_id, digest, user_id, device_name, user_agent,
+                created_at, expires_at, revoked_reason, ssh_key_fingerprint)
+            SELECT %(prefix)s || n, {digest}, %(user)s, %(device)s, '', {created}, {expires}, '', ''
+            FROM {series}
+            """,
+            params,
+        )
 
 
 if __name__ == "__main__":
