@@ -15,15 +15,17 @@ from rooms.models import Membership, Message, Room, slug_validator
 # Posting and subscribing look the room up with its membership on every frame: compiled once
 # (config.compiled_query). Marks: a slug no room can have, a user id no user has.
 _MARKS = ("\x00slug", -(2**62))
-_room_of_member = CompiledLookup(
-    lambda slug, user_id: Room.objects.filter(slug=slug, memberships__user_id=user_id).order_by()[:1], _MARKS
-)
-_locked_room_of_member = CompiledLookup(
-    lambda slug, user_id: Room.objects.filter(slug=slug, memberships__user_id=user_id)
-    .select_for_update(of=("self",))
-    .order_by()[:1],
-    _MARKS,
-)
+
+
+def _room_of_member(lock: bool) -> CompiledLookup:
+    def build(slug, user_id):
+        rooms = Room.objects.filter(slug=slug, memberships__user_id=user_id).order_by()
+        return (rooms.select_for_update(of=("self",)) if lock else rooms)[:1]
+
+    return CompiledLookup(build, _MARKS)
+
+
+_ROOM_OF_MEMBER = {False: _room_of_member(False), True: _room_of_member(True)}
 
 
 class NotAllowed(Exception):
@@ -39,7 +41,7 @@ def room_for_member(user, slug: str, *, lock: bool = False) -> Room:
     if isinstance(slug, str) and slug_validator.regex.fullmatch(slug):
         if lock and transaction.get_autocommit():
             raise transaction.TransactionManagementError("a room lock outside a transaction")
-        room = (_locked_room_of_member if lock else _room_of_member).first(slug, user.pk)
+        room = _ROOM_OF_MEMBER[lock].first(slug, user.pk)
     if room is None:
         raise NotAllowed(slug)
     return room
