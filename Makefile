@@ -10,16 +10,22 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench lint format venv clean
+.PHONY: run test bench lint format venv venv-dev clean
 
+# venv: the runtime set only (what a server needs); venv-dev adds tests, lint and tooling.
 venv: $(VENV)/.installed
+venv-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	@echo "Creating $(VENV) and installing the pinned requirements (about a minute the first time)..."
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
 	@echo "$(VENV) is ready."
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 run: venv
@@ -29,17 +35,17 @@ run: venv
 
 # Without DATABASE_URL (PostgreSQL) and REDIS_URL the tests marked postgres/redis are
 # deselected; the summary says how many. .ci/run runs the suite on both configurations.
-test: venv
+test: venv-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: venv-dev
 	$(BIN)/python -m bench all --quick
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: venv
+format: venv-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_networks, env_rate, env_str
+from foundation.env import env_bool, env_float, env_int, env_list, env_networks, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rooms",
     "native_api",
     "live",
+    "foundation",
 ]
 
 # Django's list, for the admin and everything outside /api/ (and what check --deploy reads).

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from config.env import env_bool
+from foundation.env import env_bool
 from native_api import metrics_view
 
 urlpatterns = [

@@ -1,7 +1,7 @@
 """Did the live sockets obey? Commands wait for the server processes to report it.
 
 Every server process records how far it has applied the change log, and what each change did
-there (live.models.ServerProcess, ChangeEffect; written by live.poller). After a change commits,
+there (foundation.models.ServerProcess, ChangeEffect; written by live.poller). After a change commits,
 a command waits until every process seen recently has applied it, and tells the operator which
 did, when, and what they closed; a process that does not answer is named, never reported done.
 """
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from live.models import ChangeEffect, ServerProcess
+from foundation.models import ChangeEffect, ServerProcess
 
 # A process that has not reported for this long is taken for dead (its heartbeat is 5 s).
 ALIVE_WITHIN = timedelta(seconds=15)

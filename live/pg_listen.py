@@ -1,5 +1,5 @@
 """PostgreSQL LISTEN for the change log: NOTIFY is sent by the database itself when a change
-commits (live.changes), so a server process hears of a change within milliseconds even when the
+commits (foundation.changelog), so a server process hears of a change within milliseconds even when the
 process that made it could not reach Redis. Best effort: a lost connection only costs latency,
 the poller's interval is the floor."""
 
@@ -8,7 +8,7 @@ import threading
 
 import psycopg
 
-from live.changes import NOTIFY_CHANNEL
+from foundation.changelog import NOTIFY_CHANNEL
 from live.os_thread import set_os_thread_name
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ NOTIFY (live.pg_listen), or after NATIVE_LIVE_POLL_INTERVAL seconds at the lates
 rows after the last seq it applied, checks the few facts a change needs re-reading (is the
 membership really gone, is the user really inactive), and hands the batch to the hub on the
 event loop. It also reads the last seq of every room with a local subscriber (a lost room event
-is then read from the database), and records how far this process got (live.models
+is then read from the database), and records how far this process got (foundation.models
 .ServerProcess, ChangeEffect), which is what lets a command report that live sockets obeyed.
 
 Cost: two or three indexed queries per interval per process, whatever the number of sockets.
@@ -28,9 +28,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from live import presence
-from live.changes import head_position
-from live.models import Change, ChangeEffect, ServerProcess
+from foundation.changelog import head_position
+from foundation.models import Change, ChangeEffect, ServerProcess
+from live import presence, verdicts
 from live.os_thread import set_os_thread_name
 from live.pg_listen import Listener
 
@@ -75,16 +75,16 @@ class LoggedChange:
         """(close code, reason) when this change ends ``socket``, else None."""
         kind = self.kind
         if kind in (K.TOKENS_REVOKED, K.JTIS_DENIED):
-            return (4401, "revoked") if socket.credential_id in self._ids else None
+            return verdicts.REVOKED if socket.credential_id in self._ids else None
         if socket.user_id != self.data.get("user"):
             return None
         if kind == K.USER_FLOOR:
             issued = socket.issued_at
-            return (4401, "revoked") if issued is None or issued < self._not_before else None
+            return verdicts.REVOKED if issued is None or issued < self._not_before else None
         if kind == K.USER_DELETED or (kind == K.USER_DISABLED and self.user_state == "deleted"):
-            return 4401, "revoked"
+            return verdicts.REVOKED
         if kind == K.USER_DISABLED and self.user_state == "inactive":
-            return 4403, "inactive"
+            return verdicts.INACTIVE
         return None
 
 
@@ -171,7 +171,7 @@ class Poller:
             # A new log (a flushed database, a restored backup): apply it from its start, then
             # check every socket against the tables for whatever the old log said last.
             self.epoch, self.cursor = epoch, 0
-            self._in_loop(self.hub.skip_to, epoch, 0)
+            self._in_loop(self.hub.control.skip_to, epoch, 0)
         while head > self.cursor:
             rows = list(
                 Change.objects.filter(seq__gt=self.cursor, seq__lte=head)
@@ -196,17 +196,17 @@ class Poller:
         from tokens.denylist import denylist
 
         denylist.apply(changes)
-        effects = self._in_loop(self.hub.apply, changes)
+        effects = self._in_loop(self.hub.control.apply, changes)
         self.cursor = changes[-1].seq
         self._heartbeat(effects)
 
     def _check_room_heads(self) -> None:
         from rooms.models import Room
 
-        room_ids = self._in_loop(self.hub.local_room_ids)
+        room_ids = self._in_loop(self.hub.delivery.local_room_ids)
         if room_ids:
             heads = dict(Room.objects.filter(pk__in=room_ids).order_by().values_list("pk", "last_seq"))
-            self._in_loop(self.hub.on_room_heads, heads)
+            self._in_loop(self.hub.delivery.on_room_heads, heads)
 
     def _heartbeat(self, effects: dict) -> None:
         now = timezone.now()
@@ -217,7 +217,7 @@ class Poller:
                 "seen_at": now,
                 "epoch": self.epoch,
                 "applied_seq": self.cursor,
-                "live_sockets": self._in_loop(self.hub.live_socket_count),
+                "live_sockets": self._in_loop(self.hub.registry.live_socket_count),
             },
         )
         if effects:
@@ -228,7 +228,7 @@ class Poller:
 
     def _skip_to(self, epoch: str, head: int) -> None:
         logger.warning("change log rows %s to %s were purged unread: reconciling", self.cursor + 1, head)
-        self._in_loop(self.hub.skip_to, epoch, head)
+        self._in_loop(self.hub.control.skip_to, epoch, head)
         self.epoch, self.cursor = epoch, head
 
     def _reconcile(self) -> None:
@@ -239,7 +239,7 @@ class Poller:
         from tokens.models import NativeToken
 
         denylist.sync(None)
-        state = self._in_loop(self.hub.snapshot)
+        state = self._in_loop(self.hub.control.snapshot)
         credentials = state["credentials"]  # id → (kind, user id, issued at)
         native = [cid for cid, (kind, _, _) in credentials.items() if kind == "native"]
         live_native = set()
@@ -264,7 +264,7 @@ class Poller:
                 wanted |= Q(user_id=user_id, room_id=room_id)
             memberships |= set(Membership.objects.filter(wanted).values_list("user_id", "room_id"))
         lost = [pair for pair in pairs if pair not in memberships]
-        self._in_loop(self.hub.apply_reconciliation, dead, disabled, deleted, lost)
+        self._in_loop(self.hub.control.apply_reconciliation, dead, disabled, deleted, lost)
         self._heartbeat({})
 
     def _in_loop(self, fn, *args):

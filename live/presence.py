@@ -10,24 +10,10 @@ live/presence_redis.py and docs/operations-admin.md). ``opened`` and ``closed`` 
 the asyncio event loop: both are O(1) and never do network I/O on the caller's thread.
 """
 
-import os
-import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 
-PROCESS = f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class LiveSocket:
-    connection_id: str
-    credential_id: str  # a native token's public id, or a service token's jti
-    user_id: int
-    process: str  # "host:pid" of the server process that holds the socket
-    client_ip: str | None
-    opened_at: datetime
+from live.live_socket import PROCESS, LiveSocket  # noqa: F401  (callers name presence.PROCESS)
 
 
 class InProcessRegistry:

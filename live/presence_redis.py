@@ -31,7 +31,7 @@ from datetime import datetime
 
 import redis
 
-from live.presence import PROCESS, LiveSocket
+from live.live_socket import PROCESS, LiveSocket
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 from functools import wraps
 
-from native_api import client_ip, metrics, ratelimits
+from foundation import metrics
+from native_api import client_ip, ratelimits
 from native_api.errors import UNAVAILABLE_ERRORS, error_response
 from tokens.exceptions import AuthenticationFailed, InactiveUser, MalformedCredential
 from tokens.verifier import verify_bearer

@@ -20,10 +20,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from foundation import metrics
 from live import presence
 from live.hub import get_hub
 from live.outbox import Outbox
-from native_api import client_ip, metrics, ratelimits, ws_credentials
+from native_api import client_ip, ratelimits, ws_credentials
 from native_api.db_threads import in_admission_thread
 from native_api.errors import UNAVAILABLE_ERRORS, sentence
 from native_api.frame_limiter import FrameLimiter
@@ -155,7 +156,7 @@ class NativeSocket:
             self._closing()
 
     async def connect(self) -> None:
-        self.hub = await get_hub()
+        self.hub = await get_hub(frames.EngineEncoder)
         self.hub.connected(self)
         await self.outbox._send({"type": "websocket.accept"})
         found = ws_credentials.from_scope(self.scope)

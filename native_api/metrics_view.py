@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-import native_api.metrics  # noqa: F401  (declares every metric before the first scrape)
+import foundation.metrics  # noqa: F401  (declares every metric before the first scrape)
 from native_api import client_ip
 from native_api.auth import bearer_from_header
 from native_api.errors import error_response

@@ -24,8 +24,8 @@ from django.utils import timezone
 from django_ratelimit import ALL
 from django_ratelimit.core import _get_window, _make_cache_key, get_usage
 
-from config.env import parse_rate
-from native_api import metrics
+from foundation import metrics
+from foundation.env import parse_rate
 from native_api.errors import ApiError
 
 logger = logging.getLogger("native_api.ratelimits")

@@ -8,7 +8,7 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.urls import path, re_path
 
-from config.env import env_bool
+from foundation.env import env_bool
 from native_api.consumer import native_socket
 
 

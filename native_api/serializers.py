@@ -1,10 +1,11 @@
 """Users and credentials in their wire shape (native_api.schemas.http declares it)."""
 
-from native_api.schemas.http import TokenInfo
-from native_api.timestamps import isoformat
-from rooms.serializers import user_dict, user_struct
+from foundation.timestamps import isoformat
+from native_api.schemas.http import TokenInfo, User
 
-__all__ = ["credential_info", "native_token_info", "user_dict", "user_struct"]
+
+def user_struct(user) -> User:
+    return User(id=user.pk, username=user.get_username())
 
 
 def native_token_info(token, *, current_id: str | None, live_sockets: int) -> TokenInfo:

@@ -12,34 +12,18 @@ from urllib.parse import quote
 import httpx
 
 from native_client import signing
-from native_client.errors import ApiError, LoginRefused, NetworkError, NotLoggedIn, UnknownMembers
+from native_client.errors import (
+    ApiError,
+    LoginRefused,
+    NetworkError,
+    NotLoggedIn,
+    UnknownMembers,
+    error_from_response,
+)
+from native_client.server import USER_AGENT, normalize_server
+from native_client.stream import Tail
 
-USER_AGENT = "native-client/1.0"
 DEFAULT_TIMEOUT = 10.0
-
-
-def normalize_server(url: str) -> str:
-    """``http://host:port`` without a trailing slash; a bare ``host:port`` means http."""
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = f"http://{url}"
-    return url
-
-
-def error_from_response(response: httpx.Response) -> ApiError:
-    """The contract's ``{"error", "detail"}`` body as an ApiError (anything else: a generic one)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        code, detail = body["error"], str(body.get("detail") or body["error"])
-    else:
-        code, detail = "http_error", f"The server answered HTTP {response.status_code}."
-    retry_after = response.headers.get("Retry-After", "")
-    return ApiError(
-        response.status_code, code, detail, retry_after=int(retry_after) if retry_after.isdigit() else None
-    )
 
 
 class NativeClient:
@@ -207,8 +191,6 @@ class NativeClient:
         ``servers`` (default: this client's server) may list several URLs to fail over between,
         or be a callable returning the URL to try next. See native_client.stream.Tail.
         """
-        from native_client.stream import Tail
-
         if self.token is None:
             raise NotLoggedIn("Log in before tailing a room.")
         return Tail(self.token, servers or self.server_url, room, after, **options).messages()

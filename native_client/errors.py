@@ -79,3 +79,20 @@ class StreamProtocolError(StreamStopped):
 
 class ServersUnreachable(StreamStopped):
     """Every reconnect attempt failed, ``max_failures`` times in a row."""
+
+
+def error_from_response(response) -> ApiError:
+    """The contract's ``{"error", "detail"}`` body of an httpx response as an ApiError (anything
+    else: a generic one)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        code, detail = body["error"], str(body.get("detail") or body["error"])
+    else:
+        code, detail = "http_error", f"The server answered HTTP {response.status_code}."
+    retry_after = response.headers.get("Retry-After", "")
+    return ApiError(
+        response.status_code, code, detail, retry_after=int(retry_after) if retry_after.isdigit() else None
+    )

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from native_client.api import normalize_server
 from native_client.errors import StreamForbidden, StreamProtocolError, StreamStopped
+from native_client.server import normalize_server
 
 
 class Action(Enum):

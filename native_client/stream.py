@@ -23,15 +23,16 @@ import httpx
 import websockets
 from websockets.asyncio.client import connect
 
-from native_client.api import USER_AGENT, error_from_response
 from native_client.errors import (
     ServersUnreachable,
     StreamForbidden,
     StreamProtocolError,
     StreamUnauthorized,
+    error_from_response,
 )
 from native_client.reconnect import Action, Backoff, Servers, rule_for
 from native_client.redaction import websocket_logger
+from native_client.server import USER_AGENT
 
 MAX_FRAME = 1024 * 1024
 MAX_LAST = 200  # the largest history page API.md allows

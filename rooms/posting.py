@@ -1,29 +1,24 @@
 """Posting a message: one function shared by REST and the websocket.
 
 validate → lock the room row → idempotency check → assign the room's next seq → insert →
-after commit, one channel-layer send to the room group. Holding the room lock from seq
+after commit, the event leaves through rooms.room_events (this process's hub and one
+channel-layer send to the room group). Holding the room lock from seq
 assignment to commit is what makes ids grow in commit order within a room.
 """
 
-import asyncio
-import logging
 from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
-from native_api import metrics
+from foundation import metrics
+from rooms import room_events
 from rooms.models import Membership, Message
 from rooms.serializers import message_dict
 from rooms.visibility import room_for_member
 
-logger = logging.getLogger(__name__)
-
 MAX_BODY = 4000
 MAX_CLIENT_ID = 64
 MAX_TARGETS = 100
-FAN_OUT_TIMEOUT = 2.0  # seconds
 
 
 class InvalidMessage(ValueError):
@@ -34,10 +29,6 @@ class InvalidMessage(ValueError):
 class Posted:
     message: dict
     created: bool  # False when a client_id retry returned the original
-
-
-def room_group(room_id: int) -> str:
-    return f"room.{room_id}"
 
 
 def validate(body, client_id, target_user_ids) -> list[int]:
@@ -83,24 +74,6 @@ def post_message(user, slug: str, body, client_id=None, target_user_ids=None) ->
             message.targets.add(*targets)
         payload = message_dict(message, user, targets)
         event = {"type": "room.message", "room_id": room.pk, "seq": message.seq, "message": payload}
-        transaction.on_commit(lambda: fan_out(room_group(room.pk), event))
+        transaction.on_commit(lambda: room_events.publish(event))
     metrics.message_posted(targeted=bool(targets))
     return Posted(payload, created=True)
-
-
-def fan_out(group: str, event: dict) -> None:
-    """One send per message. This process's hub gets it directly (no channel-layer round trip
-    for local subscribers); the other processes through the channel layer, whose copy the local
-    hub then drops as a duplicate (seq)."""
-    from live.hub import deliver_locally
-
-    layer = get_channel_layer()
-    if deliver_locally(event) and isinstance(layer, InMemoryChannelLayer):
-        return  # an in-memory layer reaches no other process
-    try:
-        # Bounded: the message is committed, so a hung Redis must not hold back the ack.
-        async_to_sync(asyncio.wait_for)(layer.group_send(group, event), FAN_OUT_TIMEOUT)
-    except Exception as exc:
-        # Persisted already: subscribers that miss the event fill the gap from the database
-        # (seq tells them), and resuming clients read history.
-        logger.warning("fan-out to %s failed: %s", group, type(exc).__name__)

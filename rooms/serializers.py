@@ -1,38 +1,29 @@
-"""Rooms and messages in their wire shape (native_api.schemas.http declares it).
+"""Users and messages as plain values: what a room event carries through the channel layer
+(msgpack) and what history and posting return.
 
-``message_dict`` returns a plain dict because it travels through the channel layer (msgpack)
-inside the fan-out event; it is built from the ``Message`` declaration, so it has exactly that
-shape and encodes exactly like it.
+The wire declares the same shapes (native_api.schemas.http: User, Message), validates them and
+publishes them in the OpenAPI document; the domain builds the values without knowing the wire.
+Keys come in the declaration's field order, so a dict encodes exactly like the declared struct
+(tests/test_schemas_frames.py and tests/test_architecture.py hold the two together).
 """
 
-import msgspec
-
-from native_api.schemas.http import Message, User
-from native_api.timestamps import isoformat
-
-
-def user_struct(user) -> User:
-    return User(id=user.pk, username=user.get_username())
+from foundation.timestamps import isoformat
 
 
 def user_dict(user) -> dict:
-    return msgspec.structs.asdict(user_struct(user))
-
-
-def message_struct(message, sender, target_user_ids) -> Message:
-    return Message(
-        id=message.pk,
-        room=message.room.slug,
-        sender=user_struct(sender),
-        body=message.body,
-        created_at=isoformat(message.created_at),
-        client_id=message.client_id,
-        target_user_ids=sorted(target_user_ids),
-    )
+    return {"id": user.pk, "username": user.get_username()}
 
 
 def message_dict(message, sender, target_user_ids) -> dict:
-    return msgspec.to_builtins(message_struct(message, sender, target_user_ids))
+    return {
+        "id": message.pk,
+        "room": message.room.slug,
+        "sender": user_dict(sender),
+        "body": message.body,
+        "created_at": isoformat(message.created_at),
+        "client_id": message.client_id,
+        "target_user_ids": sorted(target_user_ids),
+    }
 
 
 def with_relations(messages):

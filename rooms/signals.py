@@ -1,5 +1,5 @@
 """Any deletion of a Membership (command, admin, cascade) or of a Room ends the live
-subscriptions it allowed, in every process: the change goes to the change log (live.changes) in
+subscriptions it allowed, in every process: the change goes to the change log (foundation.changelog) in
 the deletion's own transaction."""
 
 from django.contrib.auth import get_user_model
@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
-from live.changes import record
-from live.models import Change
+from foundation.changelog import record
+from foundation.models import Change
 from rooms.models import Membership, Room
 
 

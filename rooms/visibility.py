@@ -9,11 +9,11 @@ goes through the functions below.
 from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q, Subquery
 
-from config.compiled_query import CompiledLookup
+from foundation.compiled_query import CompiledLookup
 from rooms.models import Membership, Message, Room, slug_validator
 
 # Posting and subscribing look the room up with its membership on every frame: compiled once
-# (config.compiled_query). Marks: a slug no room can have, a user id no user has.
+# (foundation.compiled_query). Marks: a slug no room can have, a user id no user has.
 _MARKS = ("\x00slug", -(2**62))
 
 

@@ -1,7 +1,7 @@
 """``mint_service_token``, ``revoke_token`` and ``revoke_user_tokens``: what an operator types,
 what they see, and what the credential does afterwards (verifier and live sockets).
 
-Commands run in autocommit mode, so a revocation and its change-log row (live.changes) are
+Commands run in autocommit mode, so a revocation and its change-log row (foundation.changelog) are
 committed before the command reports. Tests that check those effects use transactional
 databases, like the command does in production, instead of capturing the hooks by hand.
 """
@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from live.models import Change
+from foundation.models import Change
 from tests import ws
 from tests.comm import closed_with, hello, open_socket
 from tests.conftest import bearer

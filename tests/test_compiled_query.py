@@ -5,7 +5,7 @@ from unittest import mock
 import pytest
 from django.db.models.sql.compiler import SQLCompiler
 
-from config.compiled_query import CompiledLookup
+from foundation.compiled_query import CompiledLookup
 from tests.conftest import bearer
 from tokens import crypto
 from tokens.models import NativeToken

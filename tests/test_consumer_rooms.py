@@ -125,17 +125,18 @@ async def test_subscribe_with_after_sends_exactly_the_missed_messages_then_subsc
 async def test_events_that_arrive_out_of_order_are_delivered_in_order_without_duplicates(alice, bob, general):
     """A fan-out event from another process can overtake an earlier one; seq fills the gap."""
     import live.hub
+    from rooms import room_events
 
     socket = await connect(bob)
     await subscribe(socket, "general")
     held = []
-    original = live.hub.deliver_locally
-    live.hub.deliver_locally = lambda event: held.append(event) or True
+    original = room_events._local_handler
+    room_events.set_local_handler(lambda event: held.append(event) or True)
     try:
         first = await post(alice, "general", "first")
         second = await post(alice, "general", "second")
     finally:
-        live.hub.deliver_locally = original
+        room_events.set_local_handler(original)
     assert [event["seq"] for event in held] == [1, 2]
     hub = live.hub.current_hub()
     hub.on_room_message(held[1])  # the later message arrives first

@@ -4,7 +4,7 @@ Every change that takes a right away reaches every live socket it affects within
 its commit, in every configuration: made by an operator command in another process (with no
 Redis at all in the embedded default, or with a Redis the command cannot reach), with its push
 lost on the way, or made by a cascade or by time itself (expiry). The commit time is the change
-log row's own timestamp (live.models.Change.created_at), written in the committing transaction.
+log row's own timestamp (foundation.models.Change.created_at), written in the committing transaction.
 """
 
 import asyncio
@@ -17,7 +17,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from live.models import Change
+from foundation.models import Change
 from rooms.models import Room
 from tests import ws
 from tests.conftest import ON_REDIS, bearer

@@ -12,12 +12,16 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+import live.delivery
 import live.hub
-from live import changes as live_changes
+from foundation import changelog as live_changes
 from live.hub import current_hub
+from native_api.schemas import frames
+from rooms import room_events
 from rooms.membership import add_member
 from rooms.models import Room
-from rooms.posting import post_message, room_group
+from rooms.posting import post_message
+from rooms.room_events import room_group
 from tests.comm import closed_with, frames_until, hello
 from tests.conftest import bearer
 from tokens.models import NativeToken
@@ -56,9 +60,11 @@ async def test_many_local_sockets_make_one_group_membership_per_room(alice, bob,
 async def test_a_message_is_encoded_once_for_all_its_recipients(alice, bob, general, monkeypatch):
     sockets = [await subscribed(alice), await subscribed(bob), await subscribed(bob)]
     encoded = []
-    real_encode = live.hub.encode_message
+    real_encode = frames.encode_message_frame
     monkeypatch.setattr(
-        live.hub, "encode_message", lambda message: encoded.append(message["id"]) or real_encode(message)
+        frames.EngineEncoder,
+        "message",
+        staticmethod(lambda message: encoded.append(message["id"]) or real_encode(message)),
     )
 
     posted = await post(alice, "general", "once")
@@ -88,8 +94,8 @@ async def test_a_lost_event_is_read_from_the_database_once_for_the_whole_process
 ):
     sockets = [await subscribed(bob) for _ in range(4)]
     reads = []
-    real_read = live.hub.room_messages
-    monkeypatch.setattr(live.hub, "room_messages", lambda *a: reads.append(a) or real_read(*a))
+    real_read = live.delivery.room_messages
+    monkeypatch.setattr(live.delivery, "room_messages", lambda *a: reads.append(a) or real_read(*a))
     real_deliver, dropped = live.hub.deliver_locally, []
 
     def lose_the_first(event):
@@ -98,7 +104,7 @@ async def test_a_lost_event_is_read_from_the_database_once_for_the_whole_process
             return True  # "delivered": the in-memory layer is not tried either
         return real_deliver(event)
 
-    monkeypatch.setattr(live.hub, "deliver_locally", lose_the_first)
+    monkeypatch.setattr(room_events, "_local_handler", lose_the_first)
     first = await post(alice, "general", "lost on the way")
     second = await post(alice, "general", "arrives and reveals the gap")
 
@@ -114,7 +120,7 @@ async def test_the_last_message_whose_event_was_lost_arrives_within_two_seconds(
     alice, bob, general, monkeypatch
 ):
     socket = await subscribed(bob)
-    monkeypatch.setattr(live.hub, "deliver_locally", lambda event: True)  # every event is lost
+    monkeypatch.setattr(room_events, "_local_handler", lambda event: True)  # every event is lost
     posted = await post(alice, "general", "nothing follows me")
 
     # No later event reveals this gap: the poller's room-head check does.

@@ -15,7 +15,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from native_api import metrics, metrics_view
+from foundation import metrics
+from native_api import metrics_view
 from tests.comm import closed_with, hello, open_socket
 from tests.conftest import auth_header, bearer
 from tests.server import ROOT
@@ -353,7 +354,7 @@ def test_the_hub_calls_move_their_metrics(client):
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from native_api import metrics
+    from foundation import metrics
     for _ in range(int(sys.argv[1])):
         metrics.socket_opened()
     metrics.rate_limited("challenge")

@@ -444,8 +444,8 @@ def test_the_redis_lock_admits_one_holder_and_notices_when_it_is_lost(db):
 
 
 def test_it_purges_the_change_log_past_its_retention_and_spent_floors(alice, settings):
-    from live.changes import record
-    from live.models import Change, ServerProcess
+    from foundation.changelog import record
+    from foundation.models import Change, ServerProcess
     from tokens.models import CredentialFloor
 
     settings.NATIVE_LIVE_CHANGE_RETENTION = 60

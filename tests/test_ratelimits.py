@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import native_api.ratelimits
-from config.env import env_rate
+from foundation.env import env_rate
 from native_api import ratelimits
 from native_api.frame_limiter import FrameLimiter
 from tests.comm import closed_with, open_socket

@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config import env
+from foundation import env
 from tests.server import ROOT
 
 STRONG_KEY = "k" * 20 + "0123456789abcdefghijABCDEFGHIJ-_"

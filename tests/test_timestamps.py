@@ -13,7 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 
-from native_api.timestamps import PATTERN, isoformat
+from foundation.timestamps import PATTERN, isoformat
 from rooms.posting import post_message
 from tests.comm import frames_until, hello
 from tests.conftest import auth_header, bearer

@@ -3,7 +3,7 @@
 
 Service tokens are verified without a row of their own, so each process keeps these two sets in
 memory. The copy is exactly as fresh as the database: every query that verifies a service token
-(or a ticket) also reads the change log's head seq (live.models.ChangeHead) in the same statement,
+(or a ticket) also reads the change log's head seq (foundation.models.ChangeHead) in the same statement,
 and a copy older than that head catches up from the change log before answering (one query, only
 when something changed). So a deny-listing is refused by the very next request in every process,
 with no cache and no Redis involved. Server processes also feed the copy from their change-log
@@ -66,7 +66,7 @@ class DenyList:
         with self._lock:
             try:
                 if head is None:
-                    from live.changes import head_position
+                    from foundation.changelog import head_position
 
                     head = head_position()
                 epoch, seq = head
@@ -96,7 +96,7 @@ class DenyList:
             self._epoch, self._seq = "", 0
 
     def _load(self) -> None:
-        from live.changes import head_position
+        from foundation.changelog import head_position
         from tokens.models import CredentialFloor, RevokedToken
 
         # The head first: whatever commits while we read is applied again on the next sync,
@@ -108,7 +108,7 @@ class DenyList:
         self._epoch, self._seq, self._loaded = epoch, seq, True
 
     def _catch_up(self) -> None:
-        from live.models import Change
+        from foundation.models import Change
 
         rows = list(Change.objects.filter(seq__gt=self._seq).order_by("seq").values_list("seq", "kind"))
         if not rows or rows[0][0] != self._seq + 1:

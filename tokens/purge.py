@@ -25,7 +25,7 @@ from django.db.models import Count, Max, Q
 from django.db.models.signals import post_delete, pre_delete
 from django.utils import timezone
 
-from native_api import metrics
+from foundation import metrics
 from tokens.models import LoginNonce, NativeToken, RevokedToken, WsTicket
 
 # Measured (docs/operations-purging.md): 1M expired tokens take about 13 s on an idle 2-core
@@ -128,7 +128,7 @@ def dead_revocations(cut: Cutoffs):
 def old_changes(cut: Cutoffs):
     # Every live process applies a change within seconds; a process that was away longer than
     # this (a database outage) reconciles its sockets against the tables instead (live.poller).
-    from live.models import Change
+    from foundation.models import Change
 
     return Change.objects.filter(
         created_at__lte=cut.now - timedelta(seconds=settings.NATIVE_LIVE_CHANGE_RETENTION)
@@ -136,7 +136,7 @@ def old_changes(cut: Cutoffs):
 
 
 def old_change_effects(cut: Cutoffs):
-    from live.models import ChangeEffect
+    from foundation.models import ChangeEffect
 
     return ChangeEffect.objects.filter(
         applied_at__lte=cut.now - timedelta(seconds=settings.NATIVE_LIVE_CHANGE_RETENTION)
@@ -144,7 +144,7 @@ def old_change_effects(cut: Cutoffs):
 
 
 def gone_server_processes(cut: Cutoffs):
-    from live.models import ServerProcess
+    from foundation.models import ServerProcess
 
     return ServerProcess.objects.filter(seen_at__lte=cut.now - timedelta(days=1))
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from native_api import metrics
+from foundation import metrics
 from tokens.purge import DEFAULT_BATCH_SIZE, PurgeReport, purge
 from tokens.purge_lock import BUSY_MESSAGE, purge_lock
 

@@ -2,7 +2,7 @@
 
 Every path has the same effect: the credential is refused by the verifier from the next
 request on, its unused tickets die, and its live sockets close (4401) in every process. The
-last part is guaranteed by the change log (live.changes): each revocation writes its change in
+last part is guaranteed by the change log (foundation.changelog): each revocation writes its change in
 the same transaction, and every server process applies it from the database even when the push
 through the channel layer is lost.
 """
@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from live.changes import record, record_ids
-from live.models import Change
+from foundation.changelog import record, record_ids
+from foundation.models import Change
 from tokens.models import CredentialFloor, NativeToken, RevokedToken, WsTicket
 
 # Rows per UPDATE: keeps a mass revocation's statements small (and under SQLite's variable limit).

@@ -1,5 +1,5 @@
 """Model changes that take a right away, however they are made (admin, shell, cascades), write
-their change to the change log (live.changes) in the same transaction, so that every live
+their change to the change log (foundation.changelog) in the same transaction, so that every live
 socket obeys them in every process. Revocation services write theirs themselves."""
 
 from django.conf import settings
@@ -7,8 +7,8 @@ from django.db import transaction
 from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
-from live.changes import record
-from live.models import Change
+from foundation.changelog import record
+from foundation.models import Change
 from tokens.models import RevokedToken
 from tokens.revocation import on_deny_listed
 

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, Subquery
 from django.utils import timezone
 
-from config.compiled_query import CompiledLookup
+from foundation.compiled_query import CompiledLookup
 from tokens import crypto, service_tokens
 from tokens.denylist import denylist
 from tokens.exceptions import (
@@ -24,7 +24,7 @@ from tokens.models import NativeToken, WsTicket
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
-# The hot lookup, compiled once per database (config.compiled_query); order_by(): no ORDER BY
+# The hot lookup, compiled once per database (foundation.compiled_query); order_by(): no ORDER BY
 # to compile or sort for a lookup by a unique column.
 _token_by_digest = CompiledLookup(
     lambda digest: NativeToken.objects.select_related("user").filter(digest=digest).order_by()[:1]
@@ -98,7 +98,7 @@ def _check_native(token: NativeToken) -> Credential:
 def _change_head() -> dict:
     """Annotations for the change log's head (epoch, seq), read in the same statement as the
     credential (no extra query): the deny-list copy is synced up to it (tokens.denylist)."""
-    from live.models import ChangeHead
+    from foundation.models import ChangeHead
 
     head = ChangeHead.objects.filter(pk=1)
     return {

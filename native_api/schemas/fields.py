@@ -8,7 +8,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from native_api.timestamps import EXAMPLE, PATTERN
+from foundation.timestamps import EXAMPLE, PATTERN
 
 MAX_ID = 2**63 - 1  # ids are 64-bit; a larger number is refused, never sent to the database
 MAX_BODY = 4000

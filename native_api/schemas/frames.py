@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from native_api import ws_credentials
 from native_api.schemas.decoding import (
     InvalidInput,
     check_storable,
@@ -46,8 +47,6 @@ class AuthFrame(ClientFrame, tag="auth"):
 
     def credential(self) -> tuple[str, str] | None:
         """(kind, raw) as native_api.ws_credentials names them; the ticket wins over the token."""
-        from native_api import ws_credentials
-
         if self.ticket is not None:
             return ws_credentials.TICKET, self.ticket
         if self.token is not None:
@@ -228,6 +227,17 @@ def encode_message_frame(message: dict) -> str:
     of a Message (rooms.serializers.message_dict): encode it once per event, send it to every
     local socket that may see it."""
     return _encode(MessageFrame(message=message)).decode()
+
+
+class EngineEncoder:
+    """The frames the engine (live.hub) writes itself, encoded with these declarations. The
+    consumer hands it to the engine, which never imports the wire."""
+
+    message = staticmethod(encode_message_frame)
+
+    @staticmethod
+    def unsubscribed(room: str, reason: str) -> str:
+        return encode_frame(UnsubscribedFrame(room=room, reason=reason))
 
 
 # Constructors for the consumer: plain dicts (user_dict, message_dict) in, frames out.

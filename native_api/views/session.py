@@ -4,6 +4,7 @@ import msgspec
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 
+from foundation.timestamps import isoformat
 from live import presence
 from native_api import client_ip, ratelimits
 from native_api.auth import bearer_from_header
@@ -18,7 +19,6 @@ from native_api.schemas.http import (
     WsTicket,
 )
 from native_api.serializers import credential_info, native_token_info, user_struct
-from native_api.timestamps import isoformat
 from tokens import login, service_tokens
 from tokens.exceptions import AuthenticationFailed, LoginRejected
 from tokens.models import NativeToken

@@ -7,7 +7,7 @@ name or slug, and a script should hear about it rather than believe the user was
 
 from django.core.management.base import BaseCommand, CommandError
 
-from live.changes import capture
+from foundation.changelog import capture
 from rooms.management import room_or_error
 from rooms.membership import remove_member
 from tokens.management import add_wait_argument, report_live_effect, user_or_error

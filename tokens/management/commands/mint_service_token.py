@@ -7,7 +7,7 @@ works; the jti (to revoke it later) and the expiry go to stderr.
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from native_api.timestamps import isoformat
+from foundation.timestamps import isoformat
 from tokens import service_tokens
 from tokens.management import user_or_error
 

@@ -5,7 +5,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from native_api import metrics
+from foundation import metrics
 from tokens.purge import DEFAULT_BATCH_SIZE, purge
 from tokens.purge_lock import BUSY_MESSAGE, purge_lock
 from tokens.purge_loop import PurgeLoop

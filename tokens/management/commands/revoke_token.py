@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from live.changes import capture
-from native_api.timestamps import isoformat
+from foundation.changelog import capture
+from foundation.timestamps import isoformat
 from tokens.management import add_wait_argument, report_live_effect
 from tokens.models import NativeToken, RevokedToken
 from tokens.revocation import UnknownTokenId, revoke_by_id

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand
 
-from live.changes import capture
-from native_api.timestamps import isoformat
+from foundation.changelog import capture
+from foundation.timestamps import isoformat
 from tokens.management import add_wait_argument, report_live_effect, user_or_error
 from tokens.models import CredentialFloor, WsTicket
 from tokens.revocation import revoke_user

@@ -1,4 +1,4 @@
-"""Recording a change in the change log (live.models), and the fast-path wake-ups after commit.
+"""Recording a change in the change log (foundation.models), and the fast-path wake-ups after commit.
 
 ``record`` is called inside the transaction that makes the change (revocation services, model
 signals for admin and cascades). After commit every server process learns of it three ways:
@@ -10,20 +10,21 @@ is needed for correctness; the other two make it fast.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection, transaction
 
-from live.models import Change, ChangeHead
+from foundation.models import Change, ChangeHead
 
 logger = logging.getLogger(__name__)
 
 CONTROL_GROUP = "live.control"
-WAKE_EVENT = "live.changes"
+WAKE_EVENT = "foundation.changelog"
 NOTIFY_CHANNEL = "native_live"
 IDS_PER_ROW = 1000
 # One push per change: the change is committed already, and a hung Redis must not hold the
@@ -64,7 +65,7 @@ def record(kind: str, items: list[dict]) -> Recorded:
     if not items:
         return Recorded([])
     if not connection.in_atomic_block:
-        raise RuntimeError("live.changes.record must run inside the transaction of the change")
+        raise RuntimeError("foundation.changelog.record must run inside the transaction of the change")
     epoch, last = _advance_head(len(items))
     first = last - len(items) + 1
     Change.objects.bulk_create(
@@ -88,11 +89,15 @@ def record_ids(kind: str, ids, **extra) -> Recorded:
     return record(kind, [{"ids": chunk, **extra} for chunk in chunks])
 
 
+# The table name is the model's own (a constant), never input.
+_ADVANCE_HEAD = f"UPDATE {ChangeHead._meta.db_table} SET seq = seq + %s WHERE id = 1 RETURNING epoch, seq"  # noqa: S608
+
+
 def _advance_head(count: int) -> tuple[str, int]:
     """Take ``count`` seqs under the head row's lock (held until this transaction ends);
     returns (epoch, last seq taken)."""
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE live_changehead SET seq = seq + %s WHERE id = 1 RETURNING epoch, seq", [count])
+        cursor.execute(_ADVANCE_HEAD, [count])
         row = cursor.fetchone()
     if row is None:  # a fresh or flushed database: a new head (a new epoch), then take the seqs
         ChangeHead.objects.get_or_create(pk=1, defaults={"seq": 0})
@@ -105,9 +110,25 @@ def head_position() -> tuple[str, int]:
     return ChangeHead.objects.filter(pk=1).values_list("epoch", "seq").first() or ("", 0)
 
 
+# Whether this process holds a reader of the log that an in-memory layer would reach (the
+# engine registers one when its hub starts): the seam that keeps this module below the engine.
+_local_reader: Callable[[], bool] | None = None
+
+
+def set_local_reader(alive: Callable[[], bool] | None) -> None:
+    """The engine says how to tell whether this process tails the log (None: it does not)."""
+    global _local_reader
+    _local_reader = alive
+
+
+def _reader_in_this_process() -> bool:
+    alive = _local_reader
+    return alive is not None and alive()
+
+
 def _push(recorded: Recorded) -> None:
     layer = get_channel_layer()
-    if layer is None or (_in_memory(layer) and not _hub_in_this_process()):
+    if layer is None or (isinstance(layer, InMemoryChannelLayer) and not _reader_in_this_process()):
         # Embedded mode, outside the server process (a command): an in-memory layer reaches
         # nobody. Say so; the server reads the change from the database.
         recorded.pushed, recorded.push_error = False, "no channel layer shared with the servers"
@@ -126,16 +147,3 @@ def _push(recorded: Recorded) -> None:
             recorded.last_seq,
             recorded.push_error,
         )
-
-
-def _in_memory(layer) -> bool:
-    from channels.layers import InMemoryChannelLayer
-
-    return isinstance(layer, InMemoryChannelLayer)
-
-
-def _hub_in_this_process() -> bool:
-    from live.hub import current_hub
-
-    hub = current_hub()
-    return hub is not None and not hub.stopped
