@@ -42,12 +42,11 @@ def publish(event: dict) -> None:
     layer = get_channel_layer()
     if taken and isinstance(layer, InMemoryChannelLayer):
         return  # an in-memory layer reaches no other process
+    group = room_group(event["room_id"])
     try:
         # Bounded: the message is committed, so a hung Redis must not hold back the ack.
-        async_to_sync(asyncio.wait_for)(
-            layer.group_send(room_group(event["room_id"]), event), FAN_OUT_TIMEOUT
-        )
+        async_to_sync(asyncio.wait_for)(layer.group_send(group, event), FAN_OUT_TIMEOUT)
     except Exception as exc:
         # Persisted already: subscribers that miss the event fill the gap from the database
         # (seq tells them), and resuming clients read history.
-        logger.warning("fan-out to room %s failed: %s", event["room_id"], type(exc).__name__)
+        logger.warning("fan-out to %s failed: %s", group, type(exc).__name__)
