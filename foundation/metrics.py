@@ -74,6 +74,23 @@ PURGE_LAST_SUCCESS = Gauge(
     multiprocess_mode="max",
 )
 
+CHANGE_LOG_READ_AGE = Gauge(
+    "native_change_log_read_age_seconds",
+    "Seconds since this server process last read the whole change log (normally under the poll "
+    "interval; over 1.75 s it fails closed).",
+    multiprocess_mode="livemax",
+)
+FAILING_CLOSED = Gauge(
+    "native_failing_closed",
+    "1 while this server process cannot read the change log within the enforcement bound: it "
+    "closes its websockets 1013 and refuses new ones.",
+    multiprocess_mode="livemax",
+)
+FAIL_CLOSED_CLOSES = Counter(
+    "native_fail_closed_closes",
+    "Websockets closed 1013 because their server process could not read the change log.",
+)
+
 TRANSPORTS = frozenset({"http", "websocket"})
 OUTCOMES = frozenset({"accepted", "refused", "unavailable"})
 # Refusal reasons: tokens.exceptions' ``reason`` words, and what the glue refuses before them.
@@ -155,6 +172,18 @@ def control_event(kind: str, lag_seconds: float | None = None) -> None:
     CONTROL_EVENTS.labels(kind).inc()
     if lag_seconds is not None:
         CONTROL_EVENT_LAG.labels(kind).observe(max(0.0, lag_seconds))
+
+
+def change_log_read_age(seconds: float) -> None:
+    CHANGE_LOG_READ_AGE.set(seconds)
+
+
+def failing_closed(active: bool) -> None:
+    FAILING_CLOSED.set(1 if active else 0)
+
+
+def closed_failing_closed(sockets: int) -> None:
+    FAIL_CLOSED_CLOSES.inc(sockets)
 
 
 # --- posting, authentication, limits, purging ------------------------------------------------

@@ -56,7 +56,7 @@ class RoomDelivery:
         """The subscriber has sent everything up to seq ``head``. Returns None when it is live
         now, or the seq up to which it must read from the database first (the feed is ahead)."""
         feed = self.feeds.get(sub.room_id)
-        if feed is None or sub.socket.subscriptions.get(sub.room_id) is not sub:
+        if feed is None or sub.ended:
             return None  # ended meanwhile (membership removed)
         feed.start(head)
         if feed.delivered_up_to > head:
@@ -65,6 +65,8 @@ class RoomDelivery:
         return None
 
     def drop(self, sub: Subscription) -> None:
+        """End a subscription (whatever the cause): it writes nothing from now on."""
+        sub.ended = True
         if sub.socket.subscriptions.get(sub.room_id) is sub:
             del sub.socket.subscriptions[sub.room_id]
             metrics.subscription_removed()
@@ -76,6 +78,8 @@ class RoomDelivery:
 
     def end(self, sub: Subscription, reason: str) -> None:
         """The server ends a subscription (its right was taken away): the client is told."""
+        if sub.ended:
+            return
         self.drop(sub)
         sub.socket.outbox.push(self.encoder.unsubscribed(sub.slug, reason))
 
@@ -128,8 +132,7 @@ class RoomDelivery:
             if sub.live and seq >= sub.start_seq:
                 if text is None:
                     text = self.encoder.message(message)
-                sub.socket.outbox.push(text)
-                count += 1
+                count += sub.write(text)
         if count:
             metrics.delivered(count)
 

@@ -16,12 +16,29 @@ from rooms.visibility import may_see_event
 
 
 class Subscription:
-    __slots__ = ("socket", "room_id", "slug", "start_seq", "live")
+    """One socket's subscription to one room, from ``subscribe`` until it ends.
+
+    A subscription ends once, for any reason (the client unsubscribed, the server told it
+    ``unsubscribed`` because the right was taken away, the socket closed, or a new subscribe to
+    the same room replaced it), and an ended subscription writes nothing: every path that writes
+    a frame of the room (backlog, catch-up, live delivery, the ``subscribed`` reply) goes through
+    ``write``, so after ``unsubscribed`` nothing of the room reaches the socket.
+    """
+
+    __slots__ = ("socket", "room_id", "slug", "start_seq", "live", "ended")
 
     def __init__(self, socket, room_id: int, slug: str):
         self.socket, self.room_id, self.slug = socket, room_id, slug
         self.start_seq = 0
         self.live = False
+        self.ended = False
+
+    def write(self, text: str) -> bool:
+        """Queue a frame of this room for the socket, unless the subscription has ended."""
+        if self.ended:
+            return False
+        self.socket.outbox.push(text)
+        return True
 
 
 @dataclass(eq=False)

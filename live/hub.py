@@ -7,7 +7,7 @@ One hub per server process (per event loop), made of
 - the change applier (live.control): changes from the log close sockets and end subscriptions;
 - the link to the channel layer (live.layer_link): one channel for the process, the fast path;
 - the change-log poller (live.poller), which applies every committed change from the database
-  even when no push arrived.
+  even when no push arrived, and the watch that fails closed when it cannot (live.fail_closed).
 
 The engine knows the domain, not the wire: the consumer hands it the encoder of its frames
 (``get_hub(encoder)``) and the close codes it decides are API.md's (live.verdicts). Room events
@@ -20,6 +20,7 @@ Everything here runs on the event loop and never blocks: database reads happen i
 import asyncio
 import contextvars
 import logging
+import time
 from typing import Protocol
 
 from channels.db import database_sync_to_async
@@ -28,6 +29,7 @@ from foundation import changelog, shutdown
 from live import verdicts
 from live.control import ChangeApplier
 from live.delivery import RoomDelivery
+from live.fail_closed import FailClosed
 from live.feed import Subscription
 from live.layer_link import LayerLink
 from live.poller import Poller
@@ -56,7 +58,8 @@ class Hub:
         self.delivery = RoomDelivery(loop, encoder, self.link)
         self.control = ChangeApplier(self.registry, self.delivery)
         self.poller = Poller(self)
-        self._maintenance: asyncio.Task | None = None
+        self.fail_closed = FailClosed(self.poller, self.registry)
+        self._tasks: list[asyncio.Task] = []
         self.stopped = False
 
     @property
@@ -67,13 +70,16 @@ class Hub:
 
     async def start(self) -> None:
         try:
+            started = time.monotonic()
             try:
                 self.control.skip_to(*await database_sync_to_async(changelog.head_position)())
+                self.poller.read_at = started
             except Exception:
                 logger.warning("change log unreadable at start; the poller catches up when it can")
             self.poller.start(self.control.position())
+            self._tasks.append(self.loop.create_task(self.fail_closed.watch()))
             await self.link.open()
-            self._maintenance = self.loop.create_task(self._maintain())
+            self._tasks.append(self.loop.create_task(self._maintain()))
         finally:
             if not self.ready.done():
                 self.ready.set_result(None)
@@ -82,8 +88,8 @@ class Hub:
         self.stopped = True
         self.poller.stop()
         self.link.stop()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
+        for task in self._tasks:
+            task.cancel()
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every socket of this process (a restart: 1012 "restart")."""
@@ -99,6 +105,11 @@ class Hub:
 
     def wake_poller(self) -> None:
         self.poller.wake()
+
+    @property
+    def failing_closed(self) -> bool:
+        """This process cannot read the change log: it accepts no websocket (live.fail_closed)."""
+        return self.fail_closed.active
 
     # --- what a socket does -------------------------------------------------------------------
 

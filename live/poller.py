@@ -122,6 +122,12 @@ class Poller:
         self._failing = False
         self._last_heads = 0.0
         self._last_beat = 0.0
+        # When (monotonic) the last poll that read the whole log started: everything committed
+        # before then is known here (live.fail_closed measures its age).
+        self.read_at = time.monotonic()
+        # True while this thread waits for the event loop to apply what it read: a busy loop,
+        # not an unreadable log.
+        self.waiting_on_loop = False
 
     def start(self, position: tuple[str, int]) -> None:
         self.epoch, self.cursor = position
@@ -165,6 +171,7 @@ class Poller:
         connection.close()
 
     def poll_once(self) -> None:
+        started = time.monotonic()
         epoch, head = head_position()
         new_log = epoch != self.epoch or head < self.cursor
         if new_log:
@@ -185,6 +192,7 @@ class Poller:
             self._apply(prepare(rows))
         if new_log:
             self._reconcile()
+        self.read_at = started
         now = time.monotonic()
         if now - self._last_heads >= ROOM_HEADS_EVERY:
             self._last_heads = now
@@ -282,15 +290,19 @@ class Poller:
         except RuntimeError:  # the loop is closed: this process (or test) is over
             raise LoopGone() from None
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                return done.result(timeout=0.1)
-            except concurrent.futures.TimeoutError:
-                loop = self.hub.loop
-                if self._stop.is_set() or loop.is_closed() or not loop.is_running():
-                    raise LoopGone() from None
-                if time.monotonic() > deadline:
-                    raise
+        self.waiting_on_loop = True
+        try:
+            while True:
+                try:
+                    return done.result(timeout=0.1)
+                except concurrent.futures.TimeoutError:
+                    loop = self.hub.loop
+                    if self._stop.is_set() or loop.is_closed() or not loop.is_running():
+                        raise LoopGone() from None
+                    if time.monotonic() > deadline:
+                        raise
+        finally:
+            self.waiting_on_loop = False
 
 
 class LoopGone(Exception):

@@ -159,6 +159,8 @@ class NativeSocket:
         self.hub = await get_hub(frames.EngineEncoder)
         self.hub.connected(self)
         await self.outbox._send({"type": "websocket.accept"})
+        if self.hub.failing_closed:  # this process cannot know what was revoked: 1013
+            return self.close(Close.UNAVAILABLE, "unavailable")
         found = ws_credentials.from_scope(self.scope)
         if found is not None:
             return await self.authenticate(*found, count_connect=True)
@@ -191,6 +193,8 @@ class NativeSocket:
         metrics.websocket_authentication()
         if self.closed:
             return
+        if self.hub.failing_closed:
+            return self.close(Close.UNAVAILABLE, "unavailable")
         self.credential, self.user, self.user_id = credential, credential.user, credential.user.pk
         self.credential_id, self.credential_kind = credential.id, credential.kind
         self.issued_at = credential.issued_at
@@ -263,10 +267,13 @@ class NativeSocket:
 
     async def on_subscribe(self, frame, ref) -> None:
         slug, after = frame.room, frame.after
+        hub = self.hub  # the socket may close (and leave the hub) during any await below
         try:
             room = await database_sync_to_async(room_for_member)(self.user, slug)
         except NotAllowed:
             raise FrameError("You are not a member of this room.", "forbidden", room=slug[:64]) from None
+        if self.closed:
+            return
         current = self.subscriptions.get(room.pk)
         if current is None and len(self.subscriptions) >= settings.NATIVE_WS_MAX_ROOMS:
             raise FrameError(f"At most {settings.NATIVE_WS_MAX_ROOMS} rooms per connection.")
@@ -277,30 +284,37 @@ class NativeSocket:
                 frames.SubscribedFrame(room=room.slug, last_message_id=last_visible, ref=ref)
             )
         # Register first: anything committed after the head read below then arrives live.
-        sub = await self.hub.subscribe(self, room.pk, room.slug)
+        sub = await hub.subscribe(self, room.pk, room.slug)
+        if self.closed:  # closed while the room's group was joined: it left the hub already
+            return hub.unsubscribe(sub)
         member, head, last_visible = await database_sync_to_async(subscribe_state)(self.user_id, room.pk)
         if not member:  # removed between the two reads
-            self.hub.unsubscribe(sub)
+            hub.unsubscribe(sub)
             raise FrameError("You are not a member of this room.", "forbidden", room=slug[:64])
         sent_up_to = head
         if after is not None:
-            await self.send_backlog(room.pk, after, 1, head)
-        while (ahead := self.hub.go_live(sub, sent_up_to)) is not None:
+            await self.send_backlog(sub, after, 1, head)
+        while (ahead := hub.go_live(sub, sent_up_to)) is not None:
             # The room's feed already passed what we read: send the difference, then look again.
-            await self.send_backlog(room.pk, after if after is not None else -1, sent_up_to + 1, ahead)
+            await self.send_backlog(sub, after if after is not None else -1, sent_up_to + 1, ahead)
             sent_up_to = ahead
-        if self.subscriptions.get(room.pk) is sub:  # not ended meanwhile (membership removed)
-            self.send_frame(frames.SubscribedFrame(room=room.slug, last_message_id=last_visible, ref=ref))
+        # Not if it ended meanwhile (membership removed: the client got unsubscribed instead).
+        sub.write(
+            frames.encode_frame(frames.SubscribedFrame(room=room.slug, last_message_id=last_visible, ref=ref))
+        )
 
-    async def send_backlog(self, room_id: int, after: int, first: int, last: int) -> None:
+    async def send_backlog(self, sub, after: int, first: int, last: int) -> None:
         """Visible messages with id > after and first <= seq <= last, a chunk at a time (bounded
-        memory, and the outbox drains between chunks)."""
-        while first <= last and not self.closed:
+        memory, and the outbox drains between chunks). A chunk read while the subscription was
+        current is written only if it still is: the hub may end it during any await here."""
+        while first <= last and not sub.ended and not self.closed:
             chunk = await database_sync_to_async(seq_range)(
-                self.user_id, room_id, first, last, after_id=after, limit=BACKLOG_CHUNK
+                self.user_id, sub.room_id, first, last, after_id=after, limit=BACKLOG_CHUNK
             )
+            if sub.ended:
+                return
             for _, message in chunk:
-                self.outbox.push(frames.encode_message_frame(message))
+                sub.write(frames.encode_message_frame(message))
             metrics.delivered(len(chunk))
             await self.outbox.wait_below(BACKLOG_CHUNK)
             if len(chunk) < BACKLOG_CHUNK:

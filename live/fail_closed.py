@@ -1,0 +1,75 @@
+"""Fail closed: a process that cannot read the change log cannot know what was taken away.
+
+API.md: once a server process has gone longer than the enforcement bound without a successful
+read of the change log (a partitioned or unreachable database), it closes its sockets with 1013
+and refuses new ones with 1013 until it reads the log again. A socket then never outlives a
+revocation by more than the bound, whatever fails: the push lost, Redis gone, the database out
+of reach, or all three.
+
+The poller (live.poller) records when its last complete read of the log started; everything
+committed before that instant is known here. This watch runs on the event loop, independent of
+the poller's thread (which may be stuck in a database call for as long as the connection's
+deadline), and compares that instant with the clock every CHECK_EVERY seconds. A change committed
+at T is unknown here only while the last read started before T, so failing at
+``read_at + FAIL_AFTER`` closes every socket before ``T + FAIL_AFTER + CHECK_EVERY``, inside the
+2-second bound. Time the poller spends waiting for a busy event loop to apply what it read is
+not counted: the log was read, and while the loop is busy nothing reaches the sockets anyway.
+"""
+
+import asyncio
+import logging
+import time
+
+from foundation import metrics
+from live import verdicts
+
+logger = logging.getLogger(__name__)
+
+BOUND = 2.0  # API.md: seconds from a commit to its effect on live sockets, at worst
+CHECK_EVERY = 0.1
+FAIL_AFTER = BOUND - 0.25  # leaves CHECK_EVERY and the close itself inside the bound
+
+
+class FailClosed:
+    def __init__(self, poller, registry):
+        self.poller = poller
+        self.registry = registry
+        self.active = False
+        self._since = 0.0
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_EVERY)
+            self.check(time.monotonic())
+
+    def check(self, now: float) -> None:
+        age = now - self.poller.read_at
+        metrics.change_log_read_age(age)
+        unreadable = age > FAIL_AFTER and not self.poller.waiting_on_loop
+        if unreadable and not self.active:
+            self.active, self._since = True, now
+            metrics.failing_closed(True)
+            logger.error(
+                "change log not read for %.1f s (the enforcement bound is %g s): failing closed; "
+                "websockets close 1013 and new ones are refused until the log is read again",
+                age,
+                BOUND,
+            )
+        elif self.active and age <= FAIL_AFTER:
+            self.active = False
+            metrics.failing_closed(False)
+            logger.warning(
+                "change log read again after %.1f s failing closed: accepting websockets", now - self._since
+            )
+        if self.active:
+            self._close_every_socket()
+
+    def _close_every_socket(self) -> None:
+        closed = 0
+        for socket in list(self.registry.sockets):
+            if not socket.closed:
+                socket.close(*verdicts.UNAVAILABLE)
+                closed += 1
+        if closed:
+            metrics.closed_failing_closed(closed)
+            logger.error("failing closed: %d websocket(s) closed 1013", closed)
