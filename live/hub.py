@@ -142,6 +142,11 @@ class Hub:
     def on_room_message(self, event: dict) -> None:
         self.delivery.on_room_message(event)
 
+    def on_local_room_message(self, event: dict) -> None:
+        """A room event committed in this process: its subscribers here, then the others."""
+        self.delivery.on_room_message(event)
+        self.link.publish(event)
+
 
 _hub: Hub | None = None
 
@@ -173,15 +178,16 @@ def _tails_the_log() -> bool:
 
 
 def deliver_locally(event: dict) -> bool:
-    """A room event committed in this process, handed to this process's hub from any thread;
-    False when this process has no hub (a gunicorn worker, a command)."""
+    """A room event committed in this process, handed to this process's hub from any thread (it
+    delivers and publishes it); False when this process has no hub (a gunicorn worker, a
+    command), which then publishes it itself."""
     hub = _hub
     if hub is None or hub.stopped or hub.loop.is_closed():
         return False
     try:
         # A fresh context: the caller's (a thread inside sync_to_async) would make the hub's
         # own database reads look like a re-entrant call to asgiref, which refuses them.
-        hub.loop.call_soon_threadsafe(hub.on_room_message, event, context=contextvars.Context())
+        hub.loop.call_soon_threadsafe(hub.on_local_room_message, event, context=contextvars.Context())
     except RuntimeError:  # the loop closed meanwhile
         return False
     return True

@@ -11,16 +11,18 @@ log and of the rooms' heads deliver everything.
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from foundation.changelog import CONTROL_GROUP, WAKE_EVENT
-from rooms.room_events import room_group
+from rooms.room_events import FAN_OUT_TIMEOUT, room_group
 
 logger = logging.getLogger(__name__)
 
 GROUP_REFRESH = 600.0  # seconds between re-joins of every group (layer expiry, a restarted Redis)
+PUBLISH_BACKLOG = 10_000  # events waiting for the layer, per room, before the oldest are dropped
 
 
 class LayerLink:
@@ -34,6 +36,9 @@ class LayerLink:
         self._down = self._down_logged = False
         self._last_refresh = loop.time()
         self._receiver: asyncio.Task | None = None
+        # An in-memory layer reaches no other process: nothing to publish to.
+        self._publishes = self.layer is not None and not isinstance(self.layer, InMemoryChannelLayer)
+        self._outgoing: dict[int, deque] = {}  # room id -> events waiting to be published, in order
 
     async def open(self) -> None:
         if self.layer is None:
@@ -90,6 +95,39 @@ class LayerLink:
         except Exception as exc:  # Redis down: the poller's head checks deliver meanwhile
             self._trouble(exc)
             return False
+
+    # --- publishing this process's room events ------------------------------------------------
+
+    def publish(self, event: dict) -> None:
+        """Send a room event committed here to the other processes, after the ones before it of
+        the same room (one publisher task per room while events wait). A receiver drops its own
+        copy (seq), and fills from the database whatever a lost or dropped event leaves out."""
+        if not self._publishes:
+            return
+        room_id = event["room_id"]
+        waiting = self._outgoing.get(room_id)
+        if waiting is None:
+            waiting = self._outgoing[room_id] = deque()
+            self.loop.create_task(self._publish_room(room_id, waiting))
+        elif len(waiting) >= PUBLISH_BACKLOG:
+            waiting.popleft()  # a hung layer: the receivers read what they miss from the database
+        waiting.append(event)
+
+    async def _publish_room(self, room_id: int, waiting: deque) -> None:
+        group = room_group(room_id)
+        try:
+            while waiting:
+                event = waiting.popleft()
+                try:
+                    await asyncio.wait_for(self.layer.group_send(group, event), FAN_OUT_TIMEOUT)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Persisted already: subscribers elsewhere fill the gap from the database
+                    # (seq tells them), and resuming clients read history.
+                    logger.warning("fan-out to %s failed: %s", group, type(exc).__name__)
+        finally:
+            self._outgoing.pop(room_id, None)
 
     # --- events -------------------------------------------------------------------------------
 

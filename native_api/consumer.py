@@ -30,9 +30,10 @@ from native_api.errors import UNAVAILABLE_ERRORS, sentence
 from native_api.frame_limiter import FrameLimiter
 from native_api.ratelimits import frame_rate
 from native_api.schemas import frames
+from native_api.send_pipeline import SendPipeline
 from rooms.history import seq_range
 from rooms.models import Message, Room
-from rooms.posting import InvalidMessage, post_message
+from rooms.posting import InvalidMessage, Posted
 from rooms.serializers import user_dict
 from rooms.visibility import NotAllowed, is_member, message_filter, room_for_member
 from tokens.crypto import public_id
@@ -116,6 +117,7 @@ class NativeSocket:
         "bad_frames",
         "timer",
         "closed",
+        "sends",
         "__weakref__",
     )
 
@@ -135,6 +137,7 @@ class NativeSocket:
         self.bad_frames: deque | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.sends = SendPipeline(self)
 
     # --- ASGI ---------------------------------------------------------------------------------
 
@@ -226,21 +229,32 @@ class NativeSocket:
         if self.closed:
             return
         size = len(text_data.encode("utf-8")) if text_data is not None else len(bytes_data or b"")
+        limited = size <= MAX_FRAME and self.limiter is not None and not self.limiter.allow()
+        frame = invalid = None
+        if size <= MAX_FRAME and not limited:
+            try:
+                frame = frames.decode_client_frame(text_data)
+            except frames.InvalidFrame as exc:
+                invalid = exc
+        if isinstance(frame, frames.SendFrame) and self.user is not None:
+            return await self.sends.add(frame)  # answered in order, several per thread hop
+        if self.sends.busy:  # every other reply waits for the sends before it
+            await self.sends.drain()
+            if self.closed:
+                return
         if size > MAX_FRAME:
             return self.close(Close.TOO_BIG, "too_big", flush=True)
-        if self.limiter and not self.limiter.allow():
+        if limited:
             metrics.rate_limited("ws-frames")
             if self.limiter.should_close:
                 return self.close(Close.RATE_LIMITED, "rate_limited", flush=True)
             return self.send_error("rate_limited", "Too many frames; slow down.")
         ref = None
         try:
-            try:
-                frame = frames.decode_client_frame(text_data)
-            except frames.InvalidFrame as exc:
-                if self.user is None and exc.frame_type is not None:
+            if invalid is not None:
+                if self.user is None and invalid.frame_type is not None:
                     return self.close(Close.UNAUTHORIZED, "unauthorized")  # not a usable auth frame
-                raise FrameError(exc.detail, ref=exc.ref) from None
+                raise FrameError(invalid.detail, ref=invalid.ref)
             ref = frame.ref
             if self.user is None:
                 return await self.first_frame(frame)
@@ -327,23 +341,23 @@ class NativeSocket:
                 self.hub.unsubscribe(sub)
         self.send_frame(frames.UnsubscribedFrame(room=frame.room, reason="client", ref=ref))
 
-    async def on_send(self, frame, ref) -> None:
-        try:
-            posted = await database_sync_to_async(post_message)(
-                self.user, frame.room, frame.body, frame.client_id, frame.target_user_ids
-            )
-        except NotAllowed:
-            raise FrameError("You are not a member of this room.", "forbidden", room=frame.room) from None
-        except InvalidMessage as exc:
-            raise FrameError(sentence(str(exc))) from None
-        self.send_frame(
-            frames.AckFrame(id=posted.message["id"], client_id=posted.message["client_id"], ref=ref)
-        )
+    def answer_send(self, frame, result) -> None:
+        """The reply to one send frame, in order (native_api.send_pipeline): its ack, or why not."""
+        ref = frame.ref
+        if isinstance(result, Posted):
+            message = result.message
+            return self.send_frame(frames.AckFrame(id=message["id"], client_id=message["client_id"], ref=ref))
+        if isinstance(result, NotAllowed):
+            return self.send_error("forbidden", "You are not a member of this room.", ref, room=frame.room)
+        if isinstance(result, InvalidMessage):
+            self.send_error("invalid_request", sentence(str(result)), ref)
+            return self.count_bad_frame()
+        logger.warning("websocket frame failed: a dependency is unavailable")
+        self.send_error("unavailable", "A service is unavailable; retry later.", ref)
 
     HANDLERS = {
         frames.SubscribeFrame: on_subscribe,
         frames.UnsubscribeFrame: on_unsubscribe,
-        frames.SendFrame: on_send,
         frames.PingFrame: on_ping,
     }
 

@@ -12,13 +12,14 @@ import logging
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 
 FAN_OUT_TIMEOUT = 2.0  # seconds
 
-# event -> True when this process's engine took it (called from any thread).
+# event -> True when this process's engine took it: it delivers it locally and publishes it to
+# the other processes itself (called from any thread).
 _local_handler: Callable[[dict], bool] | None = None
 
 
@@ -34,14 +35,15 @@ def room_group(room_id: int) -> str:
 
 
 def publish(event: dict) -> None:
-    """One send per message. This process's engine gets it directly (no channel-layer round trip
-    for local subscribers); the other processes through the channel layer, whose copy the local
-    engine then drops as a duplicate (seq)."""
+    """One send per message. A process with an engine hands the event to it (from any thread) and
+    returns at once: the engine delivers it to its local subscribers and publishes it to the
+    other processes from its event loop, in order per room, so the post (and its ack) never
+    waits for the channel layer. Without an engine, the event goes through the channel layer
+    from here, bounded by FAN_OUT_TIMEOUT."""
     handler = _local_handler
-    taken = handler is not None and handler(event)
+    if handler is not None and handler(event):
+        return
     layer = get_channel_layer()
-    if taken and isinstance(layer, InMemoryChannelLayer):
-        return  # an in-memory layer reaches no other process
     group = room_group(event["room_id"])
     try:
         # Bounded: the message is committed, so a hung Redis must not hold back the ack.
