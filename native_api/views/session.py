@@ -23,6 +23,7 @@ from tokens import login, service_tokens
 from tokens.exceptions import AuthenticationFailed, LoginRejected
 from tokens.models import NativeToken
 from tokens.revocation import revoke_credential, revoke_native_tokens
+from tokens.ssh_certificates import CertificateError, is_certificate_line, parse_certificate
 from tokens.ssh_signatures import SshKeyError, parse_public_key
 from tokens.tickets import mint_ticket
 
@@ -88,10 +89,7 @@ def token(request):
             _consume_named_nonce(request.body)
         raise
     nonce_ok = login.consume_nonce(body.nonce)
-    try:
-        key = parse_public_key(body.public_key)
-    except SshKeyError as exc:
-        raise ApiError(400, f"public_key: {exc}") from None
+    key = _signer(body.public_key)
     ratelimits.enforce("token-key", key.fingerprint)
     fingerprint = body.public_key_fingerprint
     try:
@@ -122,6 +120,16 @@ def token(request):
         user=user_struct(user),
     )
     return json_response(answer, status=201, headers=NO_STORE)
+
+
+def _signer(text: str):
+    """The public key, or the certificate, that the login says signed the nonce."""
+    try:
+        if is_certificate_line(text):
+            return parse_certificate(text)
+        return parse_public_key(text)
+    except (SshKeyError, CertificateError) as exc:
+        raise ApiError(400, f"public_key: {exc}") from None
 
 
 def _service_token_name(request) -> str:
