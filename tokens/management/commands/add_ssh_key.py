@@ -34,7 +34,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--verify-required",
             action="store_true",
-            help="security keys only: logins must prove user verification (PIN or biometric), not just a touch",
+            help="security keys only: logins must prove user verification (PIN or biometric), "
+            "not just a touch",
         )
 
     def handle(self, *args, username, key, name, create_user, verify_required, **options):
@@ -62,7 +63,8 @@ class Command(BaseCommand):
         new = "new " if created else ""
         verification = " (user verification required)" if verify_required else ""
         self.stdout.write(
-            f"added {ssh_key.key_type} key {ssh_key.fingerprint} for {new}user {user.username!r}{verification}"
+            f"added {ssh_key.key_type} key {ssh_key.fingerprint} for {new}user {user.username!r}"
+            + verification
         )
 
 
