@@ -40,21 +40,24 @@ class KrlLoad:
 
 
 class _Cache:
-    """This process's parsed copy of the KRL in force, keyed by its row id."""
+    """This process's parsed copy of the KRL in force, keyed by its row id and load time (SQLite
+    may give a new row the id of the deleted one)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._row_id: int | None = None
+        self._version: tuple | None = None
         self._krl = Krl()
 
     def current(self) -> Krl:
-        row_id = RevocationList.objects.order_by("-pk").values_list("pk", flat=True).first()
-        if row_id == self._row_id:
+        version = RevocationList.objects.order_by("-pk").values_list("pk", "loaded_at").first()
+        if version == self._version:
             return self._krl
         with self._lock:
-            data = RevocationList.objects.filter(pk=row_id).values_list("data", flat=True).first()
+            data = None
+            if version is not None:
+                data = RevocationList.objects.filter(pk=version[0]).values_list("data", flat=True).first()
             self._krl = parse_krl(bytes(data)) if data is not None else Krl()
-            self._row_id = row_id if data is not None else None
+            self._version = version if data is not None else None
             return self._krl
 
 
