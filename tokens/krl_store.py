@@ -69,6 +69,11 @@ def current_krl() -> Krl:
     return _cache.current()
 
 
+def krl_in_force() -> RevocationList | None:
+    """The row of the KRL in force, without its bytes (admin, /metrics)."""
+    return RevocationList.objects.defer("data").order_by("-pk").first()
+
+
 def load(data: bytes, *, source: str = "", loaded_by: str = "") -> KrlLoad:
     """Put the KRL in ``data`` in force (KrlError if it does not parse) and revoke the tokens
     issued through what it names."""

@@ -6,7 +6,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 
 from foundation.timestamps import isoformat
 from live import presence
-from native_api import client_ip, ratelimits
+from native_api import client_ip, metrics, ratelimits
 from native_api.auth import bearer_from_header
 from native_api.endpoints import Operation, endpoint, json_response, no_content, read_body
 from native_api.errors import ApiError
@@ -23,7 +23,7 @@ from tokens import login, service_tokens
 from tokens.exceptions import AuthenticationFailed, LoginRejected
 from tokens.models import NativeToken
 from tokens.revocation import revoke_credential, revoke_native_tokens
-from tokens.ssh_certificates import CertificateError, is_certificate_line, parse_certificate
+from tokens.ssh_certificates import Certificate, CertificateError, is_certificate_line, parse_certificate
 from tokens.ssh_signatures import SshKeyError, parse_public_key
 from tokens.tickets import mint_ticket
 
@@ -107,10 +107,12 @@ def token(request):
             )
         )
     except LoginRejected as exc:
+        metrics.login(_method(key), accepted=False)
         user_login_failed.send(
             sender=__name__, credentials={"public_key_fingerprint": fingerprint}, request=request
         )
         raise ApiError(401, f"Login failed: {exc}.") from None
+    metrics.login(_method(key), accepted=True)
     user = issued.token.user
     user_logged_in.send(sender=user.__class__, request=request, user=user)
     answer = IssuedToken(
@@ -130,6 +132,12 @@ def _signer(text: str):
         return parse_public_key(text)
     except (SshKeyError, CertificateError) as exc:
         raise ApiError(400, f"public_key: {exc}") from None
+
+
+def _method(signer) -> str:
+    if isinstance(signer, Certificate):
+        return "certificate"
+    return "security_key" if signer.is_security_key else "key"
 
 
 def _service_token_name(request) -> str:
