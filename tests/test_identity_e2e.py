@@ -12,7 +12,7 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 
-from live.models import Change
+from foundation.models import Change
 from tests import ws
 from tests.server import run_manage
 from tests.ssh_helpers import SoftwareSecurityKey, certify, make_key, pub_path, sign

@@ -4,9 +4,10 @@ import msgspec
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 
+from foundation import metrics
 from foundation.timestamps import isoformat
 from live import presence
-from native_api import client_ip, metrics, ratelimits
+from native_api import client_ip, ratelimits
 from native_api.auth import bearer_from_header
 from native_api.endpoints import Operation, endpoint, json_response, no_content, read_body
 from native_api.errors import ApiError

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from live.changes import capture
+from foundation.changelog import capture
 from tokens.krl import KrlError
 from tokens.krl_store import MAX_KRL_BYTES, load
 from tokens.management import add_wait_argument, report_live_effect

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from live.changes import capture
+from foundation.changelog import capture
 from tokens.management import add_wait_argument, report_live_effect
 from tokens.models import CertificateAuthority
 from tokens.revocation import remove_authority
