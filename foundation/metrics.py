@@ -118,6 +118,7 @@ PURGE_KINDS = {  # tokens.purge's kinds, as label values
     "tickets": "tickets",
     "nonces": "nonces",
     "revocations": "revocations",
+    "certificate records": "certificates",
     "user revocation floors": "floors",
     "change log rows": "changes",
     "change effects": "change_effects",

@@ -115,6 +115,37 @@ def test_it_deletes_tokens_expired_or_revoked_longer_ago_than_the_grace_period(a
     assert not {expired_long_ago.pk, revoked_long_ago.pk} & remaining
 
 
+def test_certificate_records_go_once_expired_past_the_grace_period_and_without_tokens(alice, settings):
+    from tokens.models import SshCertificate
+
+    settings.NATIVE_PURGE_GRACE = 3600
+
+    def record(name, valid_before):
+        return SshCertificate.objects.create(
+            identity=f"SHA256:{name}",
+            authority_fingerprint="SHA256:ca",
+            serial="1",
+            key_type="ssh-ed25519-cert-v01@openssh.com",
+            key_fingerprint="SHA256:k",
+            valid_after=ago(10 * HOUR),
+            valid_before=valid_before,
+            certificate="ssh-ed25519-cert-v01@openssh.com AAAA",
+        )
+
+    spent = record("spent", ago(2 * HOUR))
+    with_a_token = record("token", ago(2 * HOUR))
+    make_token(alice, certificate=with_a_token, revoked_at=ago(timedelta(minutes=5)))
+    recent = record("recent", ago(timedelta(minutes=5)))
+    still_valid = record("valid", timezone.now() + HOUR)
+    forever = record("forever", None)
+
+    report = purge()
+
+    assert report.rows("certificate records") == 1
+    remaining = set(SshCertificate.objects.values_list("pk", flat=True))
+    assert remaining == {with_a_token.pk, recent.pk, still_valid.pk, forever.pk} and spent.pk not in remaining
+
+
 def test_a_revoked_token_stays_visible_for_the_grace_period_then_goes(alice, settings):
     settings.NATIVE_PURGE_GRACE = 600
     token = make_token(alice, revoked_at=ago(timedelta(minutes=9)))
