@@ -183,6 +183,7 @@ def test_the_ca_page_links_to_its_tokens_through_the_ca_filter(admin_client, car
 def test_the_token_list_cannot_be_filtered_by_a_certificate_hash(admin_client, carol_cert):
     identity = SshCertificate.objects.get().identity
     changelist = reverse("admin:tokens_nativetoken_changelist")
-    for lookup in ("certificate__identity__startswith", "certificate__key_fingerprint", "certificate__identity"):
+    lookups = ("certificate__identity__startswith", "certificate__key_fingerprint", "certificate__identity")
+    for lookup in lookups:
         response = admin_client.get(changelist, {lookup: identity[:12]})
         assert response.status_code == 400, lookup

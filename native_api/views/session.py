@@ -72,9 +72,13 @@ def _consume_named_nonce(raw: bytes) -> None:
         body=LoginRequest,
         responses={201: (IssuedToken, "Logged in; the token is shown this once.")},
         errors={
-            400: "A public key that does not parse or is not supported.",
+            400: "A public key or certificate that does not parse or is not supported, or a certificate "
+            "whose CA signature does not verify.",
             401: "An unknown, expired or used nonce, a bad signature, a wrong namespace, a fingerprint "
-            "that does not match, an unknown key, or a disabled account.",
+            "that does not match, an unknown or revoked key, a disabled account, a security-key "
+            "signature without presence (or verification) or whose counter did not go up, or a "
+            "certificate that is not valid now, names no single active user, comes from an untrusted "
+            "CA, carries an unsupported critical option or a source-address that excludes the client.",
             429: "Too many logins from this address or with this key.",
             503: "Login is unavailable.",
         },
