@@ -1,4 +1,5 @@
-"""Authenticated REST: GET /api/native/me with a native token, in the two places it is served.
+"""Authenticated REST: GET /api/native/me with a native token, in the two places it is served;
+and logging in (POST token) with a registered key against logging in with a certificate.
 
 - WSGI, the production HTTP layout: ``gunicorn -w 2 config.wsgi:application`` against the
   smallest possible Django JSON view under the same gunicorn (``bench/minimal_wsgi.py``: no
@@ -6,18 +7,30 @@
 - ASGI, one daphne process: this tree against the tree before issue 13 (``BEFORE_REF``),
   exported with ``git archive`` and run side by side on the same data. Target: ≥ 2×.
 
+- Login, under gunicorn (2 workers): POST token signed by a registered Ed25519 key, and by an
+  Ed25519 key holding a certificate from a trusted CA (no key registered: the CA's signature is
+  checked, the principal mapped to the user, the certificate recorded). Target: certificate
+  login p99 ≤ 1.5× plain-key login p99. Each round fetches fresh challenges (they live 60 s),
+  signs them in the client (bench.login_keys), and sends each once.
+
 Rounds alternate between the two sides of each ratio; medians of 3.
 """
 
+import json
 import os
+from pathlib import Path
 
 from bench.harness import Context, expect_ok, med
-from bench.httpload import get, http_load
+from bench.httpload import get, http_load, request_once
+from bench.login_keys import make_identities
 from bench.report import Target, ratio
 from bench.servers import ROOT
 
 WSGI_TARGET = Target(">=", 0.35)
 ASGI_TARGET = Target(">=", 2.0)
+LOGIN_TARGET = Target("<=", 1.5)
+LOGIN_ENV = {"NATIVE_RATE_CHALLENGE": "0", "NATIVE_RATE_TOKEN_IP": "0", "NATIVE_RATE_TOKEN_KEY": "0"}
+NAMESPACE = "native-api-login"
 # The commit this round started from: daphne served everything, through the old middleware path.
 BEFORE_REF = os.environ.get("BENCH_BEFORE_REF", "3baeaf6")
 
@@ -50,6 +63,63 @@ def run(ctx: Context) -> None:
     me_vs_before = ratio(med(runs["me"], "rps"), med(runs["me_before"], "rps"))
     ctx.ratio("asgi_me_vs_before_rps", me_vs_before, ASGI_TARGET)
     ctx.ratio("asgi_me_vs_plain_rps", ratio(med(runs["me"], "rps"), med(runs["plain"], "rps")))
+    run_login(ctx, database_url, seed)
+
+
+def run_login(ctx: Context, database_url: str, seed: dict) -> None:
+    count, rounds = (300, 3) if ctx.quick else (800, 3)
+    key_user, certificate_user = seed["users"][0]["username"], seed["users"][1]["username"]
+    identities = make_identities(
+        Path(ctx.backend.workdir) / "login-keys", key_user=key_user, certificate_user=certificate_user
+    )
+    ctx.backend.manage(database_url, "add_ssh_key", key_user, identities["key_line"])
+    ctx.backend.manage(database_url, "add_ssh_ca", "bench-ca", identities["ca_line"])
+    with ctx.servers_of(database_url, ("login", "gunicorn", ROOT), **LOGIN_ENV) as (server,):
+        for side in ("key", "certificate"):  # warm up: imports, connections, the first certificate row
+            expect_ok(login_load(server, identities[side], 50), f"login warm-up ({side})", status=201)
+        runs = {"key": [], "certificate": []}
+        for _ in range(rounds):
+            for side in runs:
+                result = login_load(server, identities[side], count)
+                expect_ok(result, f"login with a {side}", status=201)
+                runs[side].append(result)
+    report(ctx, "login", runs)
+    ctx.ratio(
+        "login_certificate_vs_key_p99",
+        ratio(med(runs["certificate"], "p99_ms"), med(runs["key"], "p99_ms")),
+        LOGIN_TARGET,
+    )
+    ctx.ratio(
+        "login_certificate_vs_key_p50", ratio(med(runs["certificate"], "p50_ms"), med(runs["key"], "p50_ms"))
+    )
+
+
+def login_load(server, signer, count: int) -> dict:
+    """``count`` logins, each with its own fresh challenge, each sent once."""
+    import asyncio
+
+    async def challenges():
+        nonces = []
+        for _ in range(count):
+            status, body = await request_once(server.port, get("/api/native/challenge", server.port))
+            if status != 200:
+                raise RuntimeError(f"challenge answered {status}")
+            nonces.append(json.loads(body)["nonce"])
+        return nonces
+
+    requests = [login_request(server.port, signer, nonce) for nonce in asyncio.run(challenges())]
+    return http_load(server, requests, count=count, duration=50, once=True)
+
+
+def login_request(port: int, signer, nonce: str) -> bytes:
+    body = json.dumps(
+        {"public_key": signer.public_key, "nonce": nonce, "signature": signer.sign(nonce, NAMESPACE)}
+    ).encode()
+    head = (
+        f"POST /api/native/token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def alternate(rounds, count, duration, *sides):

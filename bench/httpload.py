@@ -95,17 +95,23 @@ async def _connection(port, requests, budget, out, timeout):
             writer.close()
 
 
-def http_job(gate, port, requests, count, duration, concurrency, stop=None):
-    """One client process: returns statuses, (start, latency) samples and its time span."""
+def http_job(gate, port, requests, count, duration, concurrency, stop=None, once=False):
+    """One client process: returns statuses, (start, latency) samples and its time span.
+    ``once``: every request is sent at most once (single-use bodies, such as signed logins)."""
 
     async def main():
         out = {"statuses": collections.Counter(), "samples": []}
         start = gate.ready()
         budget = Budget(count, start + duration, stop)
         offset = len(requests) // max(1, concurrency)
+        shared = iter(requests)  # one iterator for every connection: no request twice
         tasks = [
             _connection(
-                port, itertools.islice(itertools.cycle(requests), i * offset, None), budget, out, 10.0
+                port,
+                shared if once else itertools.islice(itertools.cycle(requests), i * offset, None),
+                budget,
+                out,
+                10.0,
             )
             for i in range(concurrency)
         ]
@@ -116,20 +122,21 @@ def http_job(gate, port, requests, count, duration, concurrency, stop=None):
     return asyncio.run(main())
 
 
-def http_load(server, requests, *, count, duration, processes=2, concurrency=8, stop=None):
-    """Run an HTTP load on ``server``; returns a dict of throughput, latency and CPU figures."""
+def http_load(server, requests, *, count, duration, processes=2, concurrency=8, stop=None, once=False):
+    """Run an HTTP load on ``server``; returns a dict of throughput, latency and CPU figures.
+    ``once``: each request is sent at most once (the processes get disjoint shares of them)."""
     per_process = [
         (
             server.port,
-            requests,
+            requests[i::processes] if once else requests,
             count // processes + (1 if i < count % processes else 0),
             duration,
             concurrency,
+            stop,
+            once,
         )
         for i in range(processes)
     ]
-    if stop is not None:
-        per_process = [(*args, stop) for args in per_process]
     cpu_before = server.cpu()
     started, results = run_clients(http_job, per_process, timeout=duration + 60)
     server_cpu = server.cpu() - cpu_before

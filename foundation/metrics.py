@@ -53,6 +53,12 @@ AUTHENTICATIONS = Counter(
     "Credential checks (bearer on HTTP, the credential of a websocket), by outcome and reason.",
     ["transport", "outcome", "reason"],
 )
+LOGINS = Counter(
+    "native_logins",
+    "POST token attempts that reached the signature check, by what signed (key, security_key, "
+    "certificate) and outcome (accepted, refused).",
+    ["method", "outcome"],
+)
 RATE_LIMIT_REFUSALS = Counter(
     "native_rate_limit_refusals",
     "Requests, connects and frames refused by a rate limit or a cap on pending state.",
@@ -120,6 +126,8 @@ LIMITS = frozenset(
         "pending-tickets",
     }
 )
+LOGIN_METHODS = frozenset({"key", "security_key", "certificate"})
+LOGIN_OUTCOMES = frozenset({"accepted", "refused"})
 CONTROL_KINDS = frozenset({"credential_revoked", "membership_revoked", "denylist_changed", "user_changed"})
 PURGE_OUTCOMES = frozenset({"ok", "failed", "skipped"})
 PURGE_KINDS = {  # tokens.purge's kinds, as label values
@@ -127,6 +135,7 @@ PURGE_KINDS = {  # tokens.purge's kinds, as label values
     "tickets": "tickets",
     "nonces": "nonces",
     "revocations": "revocations",
+    "certificate records": "certificates",
     "user revocation floors": "floors",
     "change log rows": "changes",
     "change effects": "change_effects",
@@ -213,6 +222,11 @@ def websocket_authentication(exc: Exception | None = None, *, unavailable: bool 
         authentication("websocket", "accepted")
     else:
         authentication_refused("websocket", exc)
+
+
+def login(method: str, accepted: bool) -> None:
+    """A login attempt decided by tokens.login (``method``: key, security_key or certificate)."""
+    LOGINS.labels(_known(method, LOGIN_METHODS), "accepted" if accepted else "refused").inc()
 
 
 def rate_limited(limit: str) -> None:

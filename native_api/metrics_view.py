@@ -53,6 +53,7 @@ def exposition() -> bytes:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     probes = CollectorRegistry(auto_describe=False)
     probes.register(DependencyCollector())
+    probes.register(KrlCollector())
     if not directory:
         return generate_latest(REGISTRY) + generate_latest(probes)
     from prometheus_client import multiprocess
@@ -207,3 +208,59 @@ class DependencyCollector:
             seconds.add_metric([name], PROBE_TIMEOUT if took is None else took)
         yield up
         yield seconds
+
+
+# --- the KRL in force --------------------------------------------------------------------------
+
+
+def _read_krl():
+    from tokens.krl_store import krl_in_force
+
+    try:
+        return krl_in_force()
+    finally:
+        connections.close_all()  # this probe thread's connection
+
+
+class KrlCollector:
+    """The KRL in force, read from the database at scrape time (every process answers the same):
+    ``native_krl_loaded`` (0 when none is), its load time, version and what it revokes, and who
+    loaded it from where as the labels of ``native_krl_info``. Nothing when the read fails: the
+    dependency probe says why."""
+
+    def collect(self):
+        future = _probe_pool.submit(_read_krl)
+        try:
+            row = future.result(timeout=PROBE_TIMEOUT)
+        except Exception:
+            return
+        loaded = GaugeMetricFamily(
+            "native_krl_loaded", "1 when a KRL is in force (manage.py load_krl, admin)."
+        )
+        loaded.add_metric([], 0 if row is None else 1)
+        yield loaded
+        if row is None:
+            return
+        yield GaugeMetricFamily(
+            "native_krl_loaded_timestamp_seconds",
+            "When the KRL in force was loaded.",
+            value=row.loaded_at.timestamp(),
+        )
+        yield GaugeMetricFamily(
+            "native_krl_version",
+            "The version number the KRL in force carries.",
+            value=float(row.version or 0),
+        )
+        info = GaugeMetricFamily(
+            "native_krl_info",
+            "The KRL in force: who loaded it, and from where.",
+            labels=["loaded_by", "source"],
+        )
+        info.add_metric([row.loaded_by, row.source], 1)
+        yield info
+        entries = GaugeMetricFamily(
+            "native_krl_revoked_entries", "What the KRL in force revokes, by kind of entry.", labels=["kind"]
+        )
+        for kind, count in sorted(row.summary.items()):
+            entries.add_metric([kind], count)
+        yield entries

@@ -1,10 +1,20 @@
 """Sign a login challenge with the user's SSH key by running ``ssh-keygen -Y sign``.
 
 We call OpenSSH rather than parsing keys ourselves: it already handles every key type, encrypted
-keys (it asks for the passphrase on the terminal) and ssh-agent, and users trust it with their keys.
+keys (it asks for the passphrase on the terminal), security keys (it asks for a touch or a PIN)
+and ssh-agent, and users trust it with their keys.
 When ``SSH_AUTH_SOCK`` is set and the agent holds the key, ssh-keygen is given the ``.pub`` file,
 which makes it sign through the agent, so a passphrase-protected key never needs its passphrase here.
 Otherwise the private key file signs, also when the caller named the ``.pub`` beside it.
+
+Certificates: when ``KEY-cert.pub`` lies beside the key (what ``ssh-keygen -s`` writes, and what
+Vault, step-ca or Teleport hand out), the login presents the certificate and ssh-keygen is given
+that file: it signs through the agent when the agent holds the certificate (``ssh-add KEY`` loads
+it too), else with the private key, and embeds the certificate in the signature either way.
+
+Security keys: ssh-keygen writes "Confirm user presence for key …" on stderr and waits for the
+touch. That stderr goes to the user's terminal as it is written (and is kept for error messages),
+so the prompt is never swallowed; a PIN is read from the terminal by ssh-keygen itself.
 """
 
 import base64
@@ -12,6 +22,8 @@ import binascii
 import hashlib
 import os
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from native_client.errors import SigningError
@@ -21,17 +33,48 @@ SIGN_TIMEOUT = 300
 QUICK_TIMEOUT = 15
 
 
+CERT_SUFFIX = "-cert.pub"
+
+
 def key_files(key: str | os.PathLike) -> tuple[Path | None, Path]:
-    """(private key path or None, public key path) for a key given by either file."""
+    """(private key path or None, public key path) for a key given by either file (or by its
+    certificate, KEY-cert.pub)."""
     path = Path(key).expanduser()
+    if path.name.endswith(CERT_SUFFIX):
+        path = path.with_name(path.name.removesuffix(CERT_SUFFIX))
     if path.suffix == ".pub":
         private = path.with_suffix("")
         return (private if private.exists() else None), path
     return path, Path(f"{path}.pub")
 
 
+def certificate_file(key: str | os.PathLike) -> Path | None:
+    """KEY-cert.pub beside the key, when there is one."""
+    private, public = key_files(key)
+    base = private if private is not None else public.with_suffix("")
+    certificate = base.with_name(base.name + CERT_SUFFIX)
+    return certificate if certificate.is_file() else None
+
+
+def is_security_key(public_line: str) -> bool:
+    """sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com, or a certificate of one."""
+    return public_line.startswith("sk-")
+
+
 def public_key_line(key: str | os.PathLike) -> str:
-    """The OpenSSH public key line ("type base64 [comment]") of ``key``."""
+    """The line the login presents: the certificate beside ``key`` if there is one, else the
+    OpenSSH public key line ("type base64 [comment]") of ``key``."""
+    certificate = certificate_file(key)
+    if certificate is not None:
+        line = certificate.read_text().strip()
+        if len(line.split()) < 2:
+            raise SigningError(f"{certificate} is not an OpenSSH certificate.")
+        return line
+    return plain_public_key_line(key)
+
+
+def plain_public_key_line(key: str | os.PathLike) -> str:
+    """The OpenSSH public key line of ``key`` itself (never its certificate)."""
     private, public = key_files(key)
     if public.exists():
         line = public.read_text().strip()
@@ -74,13 +117,20 @@ def agent_holds(public_line: str, env: dict | None = None) -> bool:
 
 
 def sign(data: bytes, namespace: str, key: str | os.PathLike, env: dict | None = None) -> str:
-    """The armoured SSHSIG of exactly ``data`` under ``namespace``, made by ssh-keygen."""
+    """The armoured SSHSIG of exactly ``data`` under ``namespace``, made by ssh-keygen (with the
+    certificate beside ``key`` embedded, when there is one)."""
     env = dict(os.environ if env is None else env)
     private, public = key_files(key)
-    if agent_holds(public_key_line(key), env):
-        signer = public
+    certificate = certificate_file(key)
+    presented = public_key_line(key)
+    if agent_holds(presented, env):
+        signer = certificate or public
     elif private is not None and private.exists():
-        signer = private
+        signer = certificate or private
+        if certificate is not None:
+            # ssh-keygen would try an agent that holds the plain key but not the certificate,
+            # which refuses; without the agent it grafts the certificate onto the private key.
+            env.pop("SSH_AUTH_SOCK", None)
     elif env.get("SSH_AUTH_SOCK"):
         raise SigningError(
             f"No private key next to {public}, and the ssh-agent does not hold this key: "
@@ -97,6 +147,7 @@ def sign(data: bytes, namespace: str, key: str | os.PathLike, env: dict | None =
         data=data,
         env=env,
         timeout=SIGN_TIMEOUT,
+        show_stderr=is_security_key(presented),
     )
     armored = output.decode(errors="replace")
     if "BEGIN SSH SIGNATURE" not in armored:
@@ -104,9 +155,23 @@ def sign(data: bytes, namespace: str, key: str | os.PathLike, env: dict | None =
     return armored
 
 
-def _run(args: list[str], *, data: bytes | None = None, env: dict | None = None, timeout: float) -> bytes:
+def _run(
+    args: list[str],
+    *,
+    data: bytes | None = None,
+    env: dict | None = None,
+    timeout: float,
+    show_stderr: bool = False,
+) -> bytes:
+    """Run ssh-keygen; ``show_stderr``: its stderr reaches the user's terminal as it is written
+    (a security key's touch prompt) and is kept for the error message too."""
     try:
-        result = subprocess.run(args, input=data, capture_output=True, env=env, timeout=timeout, check=False)
+        if show_stderr:
+            result = _run_showing_stderr(args, data, env, timeout)
+        else:
+            result = subprocess.run(
+                args, input=data, capture_output=True, env=env, timeout=timeout, check=False
+            )
     except FileNotFoundError:
         raise SigningError("ssh-keygen was not found; install OpenSSH.") from None
     except subprocess.TimeoutExpired:
@@ -118,3 +183,29 @@ def _run(args: list[str], *, data: bytes | None = None, env: dict | None = None,
             message += " (add the key to ssh-agent with ssh-add, or type its passphrase at a terminal)"
         raise SigningError(message)
     return result.stdout
+
+
+def _run_showing_stderr(args, data, env, timeout) -> subprocess.CompletedProcess:
+    process = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    kept: list[bytes] = []
+    stderr, process.stderr = process.stderr, None  # read here only, never by communicate()
+
+    def forward():
+        for chunk in iter(lambda: os.read(stderr.fileno(), 4096), b""):
+            kept.append(chunk)
+            sys.stderr.write(chunk.decode(errors="replace"))
+            sys.stderr.flush()
+
+    forwarder = threading.Thread(target=forward, daemon=True)
+    forwarder.start()
+    try:
+        stdout, _ = process.communicate(input=data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    forwarder.join(timeout=5)
+    stderr.close()
+    return subprocess.CompletedProcess(args, process.returncode, stdout, b"".join(kept))

@@ -393,3 +393,154 @@ def message_with_a_leading_zero_rsa_signature(key_path: Path | str, namespace: s
         if private.sign(data, padding.PKCS1v15(), hashes.SHA512())[0] == 0:
             return message
     raise AssertionError("unreachable")
+
+
+# --- security keys built in software, and certificates (issue 22) ------------------------------
+
+SK_FLAG_USER_PRESENT = 0x01
+SK_FLAG_USER_VERIFIED = 0x04
+
+
+@dataclasses.dataclass
+class SoftwareSecurityKey:
+    """A FIDO security key made in Python: what a YubiKey's sk key looks like from outside.
+
+    ``kind`` is "ed25519" (sk-ssh-ed25519@openssh.com) or "ecdsa" (sk-ecdsa-sha2-nistp256).
+    sign() makes the SSHSIG a token would (PROTOCOL.u2f): the private key signs
+    SHA-256(application) || flags || counter || SHA-256(SSHSIG signed data), and the flags and
+    counter are sent beside the signature. Every part can be chosen, to build hostile variants.
+    """
+
+    kind: str = "ed25519"
+    application: bytes = b"ssh:"
+    private: object = None
+
+    def __post_init__(self):
+        if self.private is None:
+            self.private = (
+                ed25519.Ed25519PrivateKey.generate()
+                if self.kind == "ed25519"
+                else ec.generate_private_key(ec.SECP256R1())
+            )
+
+    @property
+    def key_type(self) -> str:
+        return (
+            "sk-ssh-ed25519@openssh.com" if self.kind == "ed25519" else "sk-ecdsa-sha2-nistp256@openssh.com"
+        )
+
+    @property
+    def blob(self) -> bytes:
+        public = self.private.public_key()
+        if self.kind == "ed25519":
+            material = ssh_string(
+                public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            )
+        else:
+            point = public.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            material = ssh_string(b"nistp256") + ssh_string(point)
+        return ssh_string(self.key_type.encode()) + material + ssh_string(self.application)
+
+    def line(self, comment: str = "sk@tests") -> str:
+        return f"{self.key_type} {base64.b64encode(self.blob).decode()} {comment}".strip()
+
+    def write_pub(self, directory: Path | str, name: str = "id_sk") -> Path:
+        """The public key file ssh-keygen -s can certify."""
+        path = Path(directory, f"{name}.pub")
+        path.write_text(self.line() + "\n")
+        return path
+
+    def raw_signature(
+        self,
+        data: bytes,
+        *,
+        flags: int = SK_FLAG_USER_PRESENT,
+        counter: int = 1,
+        application: bytes | None = None,
+        algorithm: str | None = None,
+    ) -> bytes:
+        """The signature blob over ``data`` (string(alg) + string(sig) + flags + counter)."""
+        app = self.application if application is None else application
+        signed = (
+            hashlib.sha256(app).digest()
+            + bytes([flags])
+            + counter.to_bytes(4, "big")
+            + hashlib.sha256(data).digest()
+        )
+        if self.kind == "ed25519":
+            value = self.private.sign(signed)
+        else:
+            r, s = decode_dss_signature(self.private.sign(signed, ec.ECDSA(hashes.SHA256())))
+            value = ssh_mpint(r) + ssh_mpint(s)
+        name = (algorithm or self.key_type).encode()
+        return ssh_string(name) + ssh_string(value) + bytes([flags]) + counter.to_bytes(4, "big")
+
+    def sign(
+        self,
+        message: bytes,
+        namespace: str,
+        *,
+        embedded: bytes | None = None,
+        hash_alg: str = "sha512",
+        **options,
+    ) -> str:
+        """An armoured SSHSIG by this key (``embedded``: the key blob to carry, e.g. a certificate)."""
+        data = sshsig_signed_data(namespace.encode(), hash_alg, message)
+        signature = self.raw_signature(data, **options)
+        blob = self.blob if embedded is None else embedded
+        return Envelope(blob, namespace.encode(), b"", hash_alg.encode(), signature).armored()
+
+
+def certify(
+    ca_key_path: Path | str,
+    subject_pub: Path | str,
+    *,
+    identity: str = "cert@tests",
+    principals: list[str] | None = None,
+    validity: str | None = None,
+    serial: int | None = None,
+    options: list[str] = (),
+    host: bool = False,
+    signature_algorithm: str | None = None,
+) -> Path:
+    """``ssh-keygen -s CA`` on a public key file; returns the KEY-cert.pub path it wrote.
+
+    ``validity`` is ssh-keygen's -V (e.g. "-5m:+1h", "+1d"); ``options`` its -O values
+    (e.g. "source-address=10.0.0.0/8", "verify-required", "critical:name=value")."""
+    subject_pub = Path(subject_pub)
+    args = ["ssh-keygen", "-q", "-s", str(ca_key_path), "-I", identity]
+    if principals:
+        args += ["-n", ",".join(principals)]
+    if validity:
+        args += ["-V", validity]
+    if serial is not None:
+        args += ["-z", str(serial)]
+    if host:
+        args.append("-h")
+    if signature_algorithm:
+        args += ["-t", signature_algorithm]
+    for option in options:
+        args += ["-O", option]
+    _run([*args, str(subject_pub)], env=_base_env())
+    return subject_pub.with_name(subject_pub.name.removesuffix(".pub") + "-cert.pub")
+
+
+def ssh_keygen_verifies_with_ca(
+    ca_lines: list[str], principal: str, message: bytes, armored: str | bytes, namespace: str, directory
+) -> bool:
+    """Whether `ssh-keygen -Y verify -I principal` accepts ``armored`` with an allowed_signers file
+    holding ``ca_lines`` (e.g. '* cert-authority ssh-ed25519 AAAA…')."""
+    workdir = Path(tempfile.mkdtemp(dir=directory))
+    try:
+        allowed = workdir / "allowed_signers"
+        allowed.write_text("".join(f"{line}\n" for line in ca_lines))
+        signature = workdir / "message.sig"
+        signature.write_bytes(armored.encode() if isinstance(armored, str) else armored)
+        args = ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal]
+        args += ["-n", namespace, "-s", str(signature)]
+        result = subprocess.run(args, input=message, capture_output=True, env=_base_env(), timeout=_TIMEOUT)
+        return result.returncode == 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

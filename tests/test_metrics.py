@@ -411,3 +411,51 @@ def test_in_multiprocess_mode_one_scrape_answers_for_every_process_and_forgets_d
     assert value(both, "native_rate_limit_refusals_total", limit="challenge") == 2
     assert value(one_left, "native_live_sockets") == 3  # the dead process's sockets are gone
     assert value(one_left, "native_rate_limit_refusals_total", limit="challenge") == 2  # its counts stay
+
+
+# --- logins and the KRL in force (issue 22) ------------------------------------------------------
+
+
+def test_logins_are_counted_by_what_signed_and_outcome(client, alice, keys):
+    from tests.ssh_helpers import public_key_line, sign
+
+    def attempt(key_path):
+        nonce = client.get("/api/native/challenge").json()["nonce"]
+        body = {
+            "public_key": public_key_line(keys["alice"]),
+            "nonce": nonce,
+            "signature": sign(key_path, nonce.encode(), "native-api-login"),
+        }
+        return client.post("/api/native/token", body, content_type="application/json").status_code
+
+    before = scrape(client)
+    assert (attempt(keys["alice"]), attempt(keys["bob"])) == (201, 401)
+    after = scrape(client)
+    for outcome in ("accepted", "refused"):
+        labels = {"method": "key", "outcome": outcome}
+        assert (
+            value(after, "native_logins_total", **labels) - value(before, "native_logins_total", **labels)
+            == 1
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_krl_in_force_is_in_metrics_with_who_loaded_it(client, tmp_path):
+    from tests.ssh_helpers import make_key, pub_path
+    from tokens.krl_store import load
+
+    assert value(scrape(client), "native_krl_loaded") == 0
+    key = make_key(tmp_path, "ed25519")
+    spec, krl = tmp_path / "spec", tmp_path / "k.krl"
+    spec.write_text(f"sha256: {pub_path(key).read_text()}")
+    subprocess.run(
+        ["ssh-keygen", "-k", "-z", "12", "-f", str(krl), str(spec)], check=True, capture_output=True
+    )
+    row = load(krl.read_bytes(), source="/etc/ssh/revoked.krl", loaded_by="manage.py (root)").row
+
+    samples = scrape(client)
+    assert value(samples, "native_krl_loaded") == 1
+    assert value(samples, "native_krl_version") == 12
+    assert value(samples, "native_krl_loaded_timestamp_seconds") == pytest.approx(row.loaded_at.timestamp())
+    assert value(samples, "native_krl_info", loaded_by="manage.py (root)", source="/etc/ssh/revoked.krl") == 1
+    assert value(samples, "native_krl_revoked_entries", kind="sha256_hashes") == 1

@@ -115,6 +115,37 @@ def test_it_deletes_tokens_expired_or_revoked_longer_ago_than_the_grace_period(a
     assert not {expired_long_ago.pk, revoked_long_ago.pk} & remaining
 
 
+def test_certificate_records_go_once_expired_past_the_grace_period_and_without_tokens(alice, settings):
+    from tokens.models import SshCertificate
+
+    settings.NATIVE_PURGE_GRACE = 3600
+
+    def record(name, valid_before):
+        return SshCertificate.objects.create(
+            identity=f"SHA256:{name}",
+            authority_fingerprint="SHA256:ca",
+            serial="1",
+            key_type="ssh-ed25519-cert-v01@openssh.com",
+            key_fingerprint="SHA256:k",
+            valid_after=ago(10 * HOUR),
+            valid_before=valid_before,
+            certificate="ssh-ed25519-cert-v01@openssh.com AAAA",
+        )
+
+    spent = record("spent", ago(2 * HOUR))
+    with_a_token = record("token", ago(2 * HOUR))
+    make_token(alice, certificate=with_a_token, revoked_at=ago(timedelta(minutes=5)))
+    recent = record("recent", ago(timedelta(minutes=5)))
+    still_valid = record("valid", timezone.now() + HOUR)
+    forever = record("forever", None)
+
+    report = purge()
+
+    assert report.rows("certificate records") == 1
+    remaining = set(SshCertificate.objects.values_list("pk", flat=True))
+    assert remaining == {with_a_token.pk, recent.pk, still_valid.pk, forever.pk} and spent.pk not in remaining
+
+
 def test_a_revoked_token_stays_visible_for_the_grace_period_then_goes(alice, settings):
     settings.NATIVE_PURGE_GRACE = 600
     token = make_token(alice, revoked_at=ago(timedelta(minutes=9)))
@@ -267,7 +298,7 @@ def test_a_second_run_finds_nothing_to_do(alice):
 
     assert "purge_tokens: 0 rows deleted, IP and user agent cleared on 0 tokens" in second
     deleted_kinds = [line for line in second.splitlines() if " deleted in " in line]
-    assert len(deleted_kinds) == 8 and all(": 0 deleted in 0 batches" in line for line in deleted_kinds)
+    assert len(deleted_kinds) == 9 and all(": 0 deleted in 0 batches" in line for line in deleted_kinds)
     assert ": 0 cleared in 0 batches" in second
 
 
@@ -284,7 +315,11 @@ def test_the_batch_size_is_honoured_with_a_constant_number_of_queries_per_batch(
     with CaptureQueriesContext(connection) as few:
         purge(batch_size=2)
     assert len(many.captured_queries) == len(few.captured_queries)
-    token_queries = [q["sql"] for q in many.captured_queries if "tokens_nativetoken" in q["sql"]]
+    token_queries = [  # the certificate step's query joins tokens too, to find certificates without any
+        q["sql"]
+        for q in many.captured_queries
+        if "tokens_nativetoken" in q["sql"] and "tokens_sshcertificate" not in q["sql"]
+    ]
     # per batch: bounds, delete dependent tickets, delete tokens; then the client-data step
     # Per batch: its bounds, one DELETE of its tickets, one DELETE of its tokens. Then one
     # query of the client-data step, which finds nothing left.

@@ -1,4 +1,5 @@
-"""Differential test: tokens.ssh_signatures against the real `ssh-keygen -Y verify`.
+"""Differential test: tokens.ssh_signatures against the real `ssh-keygen -Y verify` (plain keys;
+security keys and certificates: test_identity_differential.py).
 
 Keys of every type ssh-keygen makes here, supported and refused, sign one message with
 `ssh-keygen -Y sign`; each signature is then changed field by field (magic, version, embedded
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.ssh_helpers import (
     Envelope,
@@ -77,7 +77,6 @@ STRICTER_CASES = {"*/armour/over-16-kib": "armoured signatures over 16 KiB are r
 REFUSED_KIND_REASONS = {
     "rsa1024": "RSA keys under 2048 bits",
     "dsa": "DSA keys",
-    "sk-ed25519": "security-key (sk-*) keys",
     "cert-ed25519": "certificates as registered keys",
 }
 # Where OpenSSH changed its mind we follow the current one; the local ssh-keygen may be older
@@ -537,21 +536,6 @@ def variants_for(signer: Signer, others: dict[str, Signer]) -> dict[str, Variant
     return v
 
 
-def security_key_signer(ed25519_signer: Signer) -> Signer:
-    """A valid sk-ssh-ed25519@openssh.com signature (PROTOCOL.u2f), made without a token."""
-    private = load_private_key(ed25519_signer.key_path)
-    assert isinstance(private, ed25519.Ed25519PrivateKey)
-    key_type, application = b"sk-ssh-ed25519@openssh.com", b"ssh:"
-    blob = ssh_string(key_type) + ssh_string(read_strings(ed25519_signer.blob)[1]) + ssh_string(application)
-    flags, counter = b"\x01", (7).to_bytes(4, "big")
-    data = sshsig_signed_data(NAMESPACE.encode(), "sha512", MESSAGE)
-    signed = hashlib.sha256(application).digest() + flags + counter + hashlib.sha256(data).digest()
-    signature = ssh_string(key_type) + ssh_string(private.sign(signed)) + flags + counter
-    envelope = Envelope(blob, NAMESPACE.encode(), b"", b"sha512", signature)
-    line = f"{key_type.decode()} {base64.b64encode(blob).decode()}"
-    return Signer("sk-ed25519", None, line, envelope.armored())
-
-
 def certificate_as_registered_key(ed25519_signer: Signer, certificate: bytes) -> Signer:
     """The ed25519 signature with its certificate embedded, checked against that certificate."""
     envelope = ed25519_signer.envelope.replace(publickey=certificate)
@@ -613,8 +597,6 @@ def outcomes(signers, certificates, tmp_path_factory) -> dict[str, Outcome]:
     for kind in SUPPORTED_KINDS + REFUSED_KINDS:
         for name, variant in variants_for(signers[kind], others).items():
             cases[f"{kind}/{name}"] = (signers[kind], variant)
-    sk_signer = security_key_signer(signers["ed25519"])
-    cases["sk-ed25519/original"] = (sk_signer, Variant(sk_signer.armored))
     certificate_signer = certificate_as_registered_key(signers["ed25519"], certificates["ed25519"])
     cases["cert-ed25519/original"] = (certificate_signer, Variant(certificate_signer.armored))
 

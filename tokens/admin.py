@@ -30,7 +30,7 @@ from tokens.admin_scale import (
     confirmed,
     user_ids_for,
 )
-from tokens.models import NativeToken, RevokedToken, SshKey
+from tokens.models import NativeToken, RevokedToken, SecurityKeyCounter, SshKey
 from tokens.revocation import revoke_native_tokens
 from tokens.ssh_signatures import SshKeyError, parse_public_key
 
@@ -54,6 +54,30 @@ class StatusFilter(admin.SimpleListFilter):
         if self.value() == "revoked":
             return queryset.exclude(revoked_at=None)
         return queryset
+
+
+class IssuedWithFilter(admin.SimpleListFilter):
+    title = "issued with"
+    parameter_name = "issued_with"
+
+    def lookups(self, request, model_admin):
+        return [("key", "A registered key"), ("certificate", "A certificate")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "key":
+            return queryset.filter(certificate=None)
+        if self.value() == "certificate":
+            return queryset.exclude(certificate=None)
+        return queryset
+
+
+class AuthorityFilter(LookupInputFilter):
+    title = "certificate authority"
+    parameter_name = "ca"
+    placeholder = "CA name"
+
+    def filter(self, queryset, value):
+        return queryset.filter(certificate__authority__name=value)
 
 
 class UserFilter(LookupInputFilter):
@@ -115,12 +139,21 @@ class NativeTokenAdmin(ScalableAdmin):
         "A token id or its start, a username or its start, part of a device name (3 characters "
         "or more), or the SSH key fingerprint (SHA256:…) that minted it."
     )
-    list_filter = [StatusFilter, UserFilter, "created_at", "last_used_at", "expires_at"]
+    list_filter = [
+        StatusFilter,
+        UserFilter,
+        IssuedWithFilter,
+        AuthorityFilter,
+        "created_at",
+        "last_used_at",
+        "expires_at",
+    ]
     # ``digest`` is left out of every list on purpose: it must never reach a page.
     fields = [
         "token_id",
         "user",
         "ssh_key_display",
+        "certificate_display",
         "device_name",
         "user_agent",
         "client_ip",
@@ -141,7 +174,11 @@ class NativeTokenAdmin(ScalableAdmin):
         return TokenChangeList
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("user", "ssh_key", "revoked_by")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("user", "ssh_key", "revoked_by", "certificate", "certificate__authority")
+        )
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -186,9 +223,30 @@ class NativeTokenAdmin(ScalableAdmin):
         if token.ssh_key is not None:
             url = reverse("admin:tokens_sshkey_change", args=[token.ssh_key.pk])
             return format_html('<a href="{}">{}</a>', url, token.ssh_key)
+        if token.certificate_id is not None:
+            return f"{token.ssh_key_fingerprint} (certified, not registered)"
         if token.ssh_key_fingerprint:
             return f"{token.ssh_key_fingerprint} (deleted)"
         return "-"
+
+    @admin.display(description="certificate")
+    def certificate_display(self, token):
+        certificate = token.certificate
+        if certificate is None:
+            return "-"
+        url = reverse("admin:tokens_sshcertificate_change", args=[certificate.pk])
+        authority = (
+            certificate.authority.name
+            if certificate.authority
+            else f"{certificate.authority_fingerprint} (removed)"
+        )
+        return format_html(
+            '<a href="{}">serial {}, key ID {}</a>, CA {}',
+            url,
+            certificate.serial,
+            certificate.key_id,
+            authority,
+        )
 
     @admin.display(description="live sockets")
     def live_socket_table(self, token):
@@ -344,7 +402,7 @@ class SshKeyAddForm(forms.ModelForm):
 
     class Meta:
         model = SshKey
-        fields = ["user", "name", "public_key"]
+        fields = ["user", "name", "public_key", "verify_required"]
 
     def clean_public_key(self):
         try:
@@ -357,6 +415,13 @@ class SshKeyAddForm(forms.ModelForm):
         if owner:
             raise forms.ValidationError(f"This key is already registered to user {owner[0]!r}.")
         return self.parsed.openssh
+
+    def clean(self):
+        cleaned = super().clean()
+        parsed = getattr(self, "parsed", None)
+        if cleaned.get("verify_required") and parsed is not None and not parsed.is_security_key:
+            self.add_error("verify_required", "Only security keys (sk-…) can require user verification.")
+        return cleaned
 
     def save(self, commit=True):
         key = super().save(commit=False)
@@ -373,7 +438,15 @@ class SshKeyAdmin(ScalableAdmin):
     """Deleting a key keeps its tokens (they are revoked separately, or expire) and leaves its
     fingerprint on them (tokens.key_history): the token list finds them by that fingerprint."""
 
-    list_display = ["user", "name", "key_type", "fingerprint", "created_at", "last_used_at"]
+    list_display = [
+        "user",
+        "name",
+        "key_type",
+        "fingerprint",
+        "verify_required",
+        "created_at",
+        "last_used_at",
+    ]
     list_select_related = ["user"]
     sortable_by = ["fingerprint", "created_at"]
     search_fields = ["fingerprint"]
@@ -400,13 +473,15 @@ class SshKeyAdmin(ScalableAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["user", "name", "public_key"]
+            return ["user", "name", "public_key", "verify_required"]
         return [
             "user",
             "name",
             "key_type",
             "fingerprint",
             "public_key",
+            "verify_required",
+            "security_key_counter",
             "created_at",
             "last_used_at",
             "minted_tokens",
@@ -422,10 +497,23 @@ class SshKeyAdmin(ScalableAdmin):
             "key_type",
             "fingerprint",
             "public_key",
+            "verify_required",
+            "security_key_counter",
             "created_at",
             "last_used_at",
             "minted_tokens",
         ]
+
+    @admin.display(description="highest signature counter seen")
+    def security_key_counter(self, key):
+        if not key.key_type.startswith("sk-"):
+            return "- (not a security key)"
+        counter = SecurityKeyCounter.objects.filter(fingerprint=key.fingerprint).first()
+        return (
+            "none yet"
+            if counter is None
+            else f"{counter.highest} (at {counter.updated_at:%Y-%m-%d %H:%M:%S})"
+        )
 
     @admin.display(description="tokens minted with it")
     def minted_tokens(self, key):
@@ -442,4 +530,4 @@ class SshKeyAdmin(ScalableAdmin):
         )
 
 
-from tokens import admin_users  # noqa: E402, F401  (the user admin, with tokens, keys and live sockets)
+from tokens import admin_identity, admin_users  # noqa: E402, F401  (CAs, certificates, the KRL; users)

@@ -4,7 +4,7 @@ A claim is one conditional UPDATE: under concurrency (several processes on Postg
 one caller sees rowcount 1; everyone else sees 0 and loses.
 """
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
@@ -37,3 +37,27 @@ class WsTicketQuerySet(models.QuerySet):
 class NativeTokenQuerySet(models.QuerySet):
     def live(self):
         return self.filter(revoked_at=None, expires_at__gt=timezone.now())
+
+
+class SecurityKeyCounterQuerySet(models.QuerySet):
+    def advance(self, fingerprint: str, counter: int) -> bool:
+        """Record a security key's signature ``counter`` if it moves forward (the rule of
+        tokens.security_keys); False if it does not. One conditional UPDATE: of two logins
+        racing with the same counter, exactly one wins, in every process."""
+        now = timezone.now()
+        if counter == 0:  # an authenticator that always reports 0, and never reported more
+            moved = self.filter(fingerprint=fingerprint, highest=0).update(updated_at=now)
+        else:
+            moved = self.filter(fingerprint=fingerprint, highest__lt=counter).update(
+                highest=counter, updated_at=now
+            )
+        if moved:
+            return True
+        if self.filter(fingerprint=fingerprint).exists():
+            return False
+        try:
+            with transaction.atomic():
+                self.create(fingerprint=fingerprint, highest=counter, updated_at=now)
+        except IntegrityError:  # the key's first two logins raced: the other one created it
+            return self.advance(fingerprint, counter)
+        return True

@@ -1,14 +1,22 @@
-"""Credentials: SSH keys, native bearer tokens, login nonces, websocket tickets, the deny-list.
+"""Credentials: SSH keys, native bearer tokens, login nonces, websocket tickets, the deny-list;
+and what logins are checked against: security-key counters, trusted certificate authorities,
+the certificates that logged in, and the key revocation list (KRL) in force.
 
 No secret is stored: nonces, tickets and tokens are kept as SHA-256 digests (they carry 256
-bits of randomness, so a plain hash cannot be brute-forced) and looked up by digest.
+bits of randomness, so a plain hash cannot be brute-forced) and looked up by digest. Public
+keys, certificates and KRLs are public material, kept whole.
 """
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tokens.managers import LoginNonceQuerySet, NativeTokenQuerySet, WsTicketQuerySet
+from tokens.managers import (
+    LoginNonceQuerySet,
+    NativeTokenQuerySet,
+    SecurityKeyCounterQuerySet,
+    WsTicketQuerySet,
+)
 
 
 class SshKey(models.Model):
@@ -21,6 +29,12 @@ class SshKey(models.Model):
     fingerprint = models.CharField(max_length=60, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    verify_required = models.BooleanField(
+        default=False,
+        db_default=False,  # rows inserted in SQL (bench seeds) need not name it
+        help_text="Security keys only: a login must also prove user verification (a PIN or biometric), "
+        "not just a touch.",
+    )
 
     class Meta:
         verbose_name = "SSH key"
@@ -30,6 +44,112 @@ class SshKey(models.Model):
         return f"{self.name or self.key_type} {self.fingerprint}"
 
 
+class SecurityKeyCounter(models.Model):
+    """The highest signature counter a security key has reported, by key fingerprint.
+
+    By fingerprint rather than on SshKey, so that one rule covers registered keys and the keys
+    of certificates (which are not registered), and a key deleted and added again keeps its
+    history. tokens.security_keys says why the counter matters.
+    """
+
+    fingerprint = models.CharField(max_length=60, unique=True)
+    highest = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = SecurityKeyCounterQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "security key counter"
+
+    def __str__(self):
+        return f"{self.fingerprint}: {self.highest}"
+
+
+class CertificateAuthority(models.Model):
+    """A CA whose user certificates log in without their keys being registered."""
+
+    name = models.CharField(max_length=100, unique=True)
+    key_type = models.CharField(max_length=40, editable=False)
+    public_key = models.TextField(help_text="Canonical 'TYPE BASE64' line of the CA's public key.")
+    fingerprint = models.CharField(max_length=60, unique=True, editable=False)
+    principals = models.TextField(
+        blank=True,
+        help_text="Usernames this CA may certify, separated by commas; empty: any user.",
+    )
+    added_by = models.CharField(max_length=150, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "SSH certificate authority"
+        verbose_name_plural = "SSH certificate authorities"
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.fingerprint})"
+
+    @property
+    def principal_list(self) -> list[str]:
+        return [name.strip() for name in self.principals.split(",") if name.strip()]
+
+    def may_certify(self, username: str) -> bool:
+        allowed = self.principal_list
+        return not allowed or username in allowed
+
+
+class SshCertificate(models.Model):
+    """A user certificate that logged in: what the tokens issued through it point to.
+
+    ``certificate`` keeps the whole line (public, signed by its CA), so a KRL loaded later can
+    be checked against everything OpenSSH checks (serial, key ID, the certified key by hash,
+    the CA key). ``serial`` is text: a serial is a 64-bit unsigned number, more than a signed
+    BIGINT holds, and CAs such as Vault pick them at random over the whole range.
+    """
+
+    identity = models.CharField(max_length=60, unique=True, editable=False)  # see tokens.certificate_login
+    authority = models.ForeignKey(
+        CertificateAuthority, null=True, blank=True, on_delete=models.SET_NULL, related_name="certificates"
+    )
+    authority_fingerprint = models.CharField(max_length=60, db_index=True)
+    serial = models.CharField(max_length=20)
+    key_id = models.CharField(max_length=255, blank=True, verbose_name="key ID")
+    principals = models.TextField(blank=True)
+    key_type = models.CharField(max_length=60)
+    key_fingerprint = models.CharField(max_length=60, db_index=True, verbose_name="certified key")
+    valid_after = models.DateTimeField()
+    valid_before = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    certificate = models.TextField()
+    first_used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "SSH certificate"
+        ordering = ["-first_used_at", "-id"]
+        indexes = [models.Index(fields=["valid_before"], name="sshcert_valid_before")]
+
+    def __str__(self):
+        return f"serial {self.serial}, key ID {self.key_id!r}"
+
+
+class RevocationList(models.Model):
+    """The OpenSSH key revocation list in force (at most one row: loading replaces it)."""
+
+    data = models.BinaryField(editable=False)
+    source = models.CharField(max_length=255, blank=True, help_text="The file it was loaded from.")
+    loaded_at = models.DateTimeField(default=timezone.now)
+    loaded_by = models.CharField(max_length=150, blank=True)
+    version = models.CharField(max_length=20, blank=True, help_text="The KRL's own version number.")
+    generated_at = models.DateTimeField(null=True, blank=True)
+    comment = models.CharField(max_length=255, blank=True)
+    summary = models.JSONField(default=dict, help_text="What it revokes, counted.")
+
+    class Meta:
+        verbose_name = "key revocation list (KRL)"
+        verbose_name_plural = "key revocation list (KRL)"
+        ordering = ["-loaded_at"]
+
+    def __str__(self):
+        return f"KRL version {self.version or '0'} loaded {self.loaded_at:%Y-%m-%d %H:%M:%S}"
+
+
 class NativeToken(models.Model):
     """A bearer token handed to a native client after SSH-key login."""
 
@@ -37,9 +157,14 @@ class NativeToken(models.Model):
     digest = models.CharField(max_length=64, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="native_tokens")
     ssh_key = models.ForeignKey(SshKey, null=True, blank=True, on_delete=models.SET_NULL)
-    # Set when that key is deleted (tokens.key_history), so its tokens can still be found.
+    # The key that signed the login (a certificate's certified key), set when the token is
+    # issued; on older tokens only when their key was deleted (tokens.key_history).
     ssh_key_fingerprint = models.CharField(
         max_length=60, blank=True, editable=False, default="", db_default=""
+    )
+    # Set when the login presented a certificate: its serial, key ID and CA are there.
+    certificate = models.ForeignKey(
+        SshCertificate, null=True, blank=True, on_delete=models.SET_NULL, related_name="tokens"
     )
     device_name = models.CharField(max_length=100, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)

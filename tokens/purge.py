@@ -157,6 +157,15 @@ def spent_floors(cut: Cutoffs):
     return CredentialFloor.objects.filter(not_before__lte=cut.grace_end - longest)
 
 
+def spent_certificates(cut: Cutoffs):
+    # A certificate past its validity can never log in again; once its tokens are purged too,
+    # its record says nothing any more. (Short-lived certificates, one per session, would
+    # otherwise pile up.) Never one that is still valid: a login may be reusing its row.
+    from tokens.models import SshCertificate
+
+    return SshCertificate.objects.filter(valid_before__lte=cut.grace_end, tokens__isnull=True)
+
+
 def tokens_with_old_client_data(cut: Cutoffs):
     # Tokens about to be deleted are left out, so that a dry run counts what a real run does.
     return (
@@ -187,6 +196,7 @@ def purge(
         (KindResult("nonces", "deleted"), dead_nonces(cut), _delete),
         (KindResult("tokens", "deleted"), dead_tokens(cut), lambda batch: _delete_tokens(batch, tickets)),
         (KindResult("revocations", "deleted"), dead_revocations(cut), _delete),
+        (KindResult("certificate records", "deleted"), spent_certificates(cut), _delete),
         (KindResult("user revocation floors", "deleted"), spent_floors(cut), _delete),
         (KindResult("change log rows", "deleted"), old_changes(cut), _delete),
         (KindResult("change effects", "deleted"), old_change_effects(cut), _delete),

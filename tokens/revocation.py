@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from foundation.changelog import record, record_ids
 from foundation.models import Change
-from tokens.models import CredentialFloor, NativeToken, RevokedToken, WsTicket
+from tokens.models import CertificateAuthority, CredentialFloor, NativeToken, RevokedToken, WsTicket
 
 # Rows per UPDATE: keeps a mass revocation's statements small (and under SQLite's variable limit).
 UPDATE_BATCH = 5000
@@ -104,4 +104,27 @@ def revoke_user(user, *, by=None, reason: str = "") -> int:
     now = timezone.now()
     CredentialFloor.objects.update_or_create(user=user, defaults={"not_before": now})
     record(Change.Kind.USER_FLOOR, [{"user": user.pk, "not_before": now.isoformat()}])
+    return count
+
+
+def revoke_certificate_tokens(certificates, *, by=None, reason: str = "") -> int:
+    """Every live token issued through one of ``certificates`` (SshCertificate rows)."""
+    return revoke_native_tokens(
+        NativeToken.objects.filter(certificate__in=certificates), by=by, reason=reason
+    )
+
+
+def revoke_authority_tokens(authorities, *, by=None, reason: str = "") -> int:
+    """Every live token issued through a certificate of one of ``authorities``, by the CA's key
+    (so a token survives neither the CA's removal nor its re-addition under another name)."""
+    fingerprints = [authority.fingerprint for authority in authorities]
+    tokens = NativeToken.objects.filter(certificate__authority_fingerprint__in=fingerprints)
+    return revoke_native_tokens(tokens, by=by, reason=reason)
+
+
+@transaction.atomic
+def remove_authority(authority: CertificateAuthority, *, by=None, reason: str = "") -> int:
+    """Stop trusting a CA and revoke every token issued through it; returns how many."""
+    count = revoke_authority_tokens([authority], by=by, reason=reason or f"CA {authority.name} removed")
+    authority.delete()
     return count

@@ -34,6 +34,16 @@ class Reader:
     def uint32(self) -> int:
         return int.from_bytes(self.raw(4), "big")
 
+    def uint64(self) -> int:
+        return int.from_bytes(self.raw(8), "big")
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def at_end(self) -> bool:
+        return self._pos == len(self._data)
+
     def string(self) -> bytes:
         return self.raw(self.uint32())
 

@@ -78,7 +78,12 @@ class Challenge(Response):
 
 class LoginRequest(Request):
     public_key: Annotated[
-        str, Meta(min_length=1, max_length=MAX_KEY_TEXT, description="An OpenSSH public key line.")
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_KEY_TEXT,
+            description="An OpenSSH public key line, or a user certificate line (KEY-cert.pub).",
+        ),
     ]
     nonce: Annotated[str, Meta(min_length=1, description="The nonce of GET challenge; single use.")]
     signature: Annotated[
@@ -90,7 +95,13 @@ class LoginRequest(Request):
         ),
     ]
     public_key_fingerprint: (
-        Annotated[str, Meta(max_length=100, description="If given, must match the key (SHA256:…).")] | None
+        Annotated[
+            str,
+            Meta(
+                max_length=100, description="If given, must match the key, or the certified key (SHA256:…)."
+            ),
+        ]
+        | None
     ) = None
     device_name: Annotated[str, Meta(max_length=MAX_DEVICE_NAME)] | None = None
 

@@ -4,6 +4,7 @@ import msgspec
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 
+from foundation import metrics
 from foundation.timestamps import isoformat
 from live import presence
 from native_api import client_ip, ratelimits
@@ -23,6 +24,7 @@ from tokens import login, service_tokens
 from tokens.exceptions import AuthenticationFailed, LoginRejected
 from tokens.models import NativeToken
 from tokens.revocation import revoke_credential, revoke_native_tokens
+from tokens.ssh_certificates import Certificate, CertificateError, is_certificate_line, parse_certificate
 from tokens.ssh_signatures import SshKeyError, parse_public_key
 from tokens.tickets import mint_ticket
 
@@ -70,9 +72,13 @@ def _consume_named_nonce(raw: bytes) -> None:
         body=LoginRequest,
         responses={201: (IssuedToken, "Logged in; the token is shown this once.")},
         errors={
-            400: "A public key that does not parse or is not supported.",
+            400: "A public key or certificate that does not parse or is not supported, or a certificate "
+            "whose CA signature does not verify.",
             401: "An unknown, expired or used nonce, a bad signature, a wrong namespace, a fingerprint "
-            "that does not match, an unknown key, or a disabled account.",
+            "that does not match, an unknown or revoked key, a disabled account, a security-key "
+            "signature without presence (or verification) or whose counter did not go up, or a "
+            "certificate that is not valid now, names no single active user, comes from an untrusted "
+            "CA, carries an unsupported critical option or a source-address that excludes the client.",
             429: "Too many logins from this address or with this key.",
             503: "Login is unavailable.",
         },
@@ -88,10 +94,7 @@ def token(request):
             _consume_named_nonce(request.body)
         raise
     nonce_ok = login.consume_nonce(body.nonce)
-    try:
-        key = parse_public_key(body.public_key)
-    except SshKeyError as exc:
-        raise ApiError(400, f"public_key: {exc}") from None
+    key = _signer(body.public_key)
     ratelimits.enforce("token-key", key.fingerprint)
     fingerprint = body.public_key_fingerprint
     try:
@@ -109,10 +112,12 @@ def token(request):
             )
         )
     except LoginRejected as exc:
+        metrics.login(_method(key), accepted=False)
         user_login_failed.send(
             sender=__name__, credentials={"public_key_fingerprint": fingerprint}, request=request
         )
         raise ApiError(401, f"Login failed: {exc}.") from None
+    metrics.login(_method(key), accepted=True)
     user = issued.token.user
     user_logged_in.send(sender=user.__class__, request=request, user=user)
     answer = IssuedToken(
@@ -122,6 +127,22 @@ def token(request):
         user=user_struct(user),
     )
     return json_response(answer, status=201, headers=NO_STORE)
+
+
+def _signer(text: str):
+    """The public key, or the certificate, that the login says signed the nonce."""
+    try:
+        if is_certificate_line(text):
+            return parse_certificate(text)
+        return parse_public_key(text)
+    except (SshKeyError, CertificateError) as exc:
+        raise ApiError(400, f"public_key: {exc}") from None
+
+
+def _method(signer) -> str:
+    if isinstance(signer, Certificate):
+        return "certificate"
+    return "security_key" if signer.is_security_key else "key"
 
 
 def _service_token_name(request) -> str:

@@ -31,13 +31,21 @@ class Command(BaseCommand):
         parser.add_argument("key", help="public key line, path to a .pub file, or - for stdin")
         parser.add_argument("--name", default="", help="a label for the key (default: the key's comment)")
         parser.add_argument("--create-user", action="store_true", help="create USERNAME if it does not exist")
+        parser.add_argument(
+            "--verify-required",
+            action="store_true",
+            help="security keys only: logins must prove user verification (PIN or biometric), "
+            "not just a touch",
+        )
 
-    def handle(self, *args, username, key, name, create_user, **options):
+    def handle(self, *args, username, key, name, create_user, verify_required, **options):
         text = read_key_argument(key, options.get("stdin") or sys.stdin)
         try:
             parsed = parse_public_key(text)
         except SshKeyError as exc:
             raise CommandError(f"invalid public key: {exc}") from None
+        if verify_required and not parsed.is_security_key:
+            raise CommandError("--verify-required applies to security keys (sk-…) only")
         owner = SshKey.objects.filter(fingerprint=parsed.fingerprint).values_list("user__username", flat=True)
         if owner:
             # Operators may see who owns a key; the API never says.
@@ -47,12 +55,16 @@ class Command(BaseCommand):
                 user, created = (
                     get_or_create_user(username) if create_user else (user_or_error(username), False)
                 )
-                ssh_key = register_key(user, parsed, name=name or parsed.comment)
+                ssh_key = register_key(
+                    user, parsed, name=name or parsed.comment, verify_required=verify_required
+                )
         except IntegrityError:  # a concurrent add of the same key won the unique constraint
             raise CommandError(f"key {parsed.fingerprint} is already registered") from None
         new = "new " if created else ""
+        verification = " (user verification required)" if verify_required else ""
         self.stdout.write(
             f"added {ssh_key.key_type} key {ssh_key.fingerprint} for {new}user {user.username!r}"
+            + verification
         )
 
 
