@@ -119,18 +119,24 @@ def problems(outcome: Outcome, perms: frozenset, world: World) -> list[str]:
     return [f"{probe.label} ({probe.method} {probe.path}): {problem}" for problem in found]
 
 
-def relevant(outcome_for_nobody: Outcome, perms: frozenset) -> bool:
-    """Whether a principal holding ``perms`` could fare otherwise than one holding nothing.
+def relevant(base: Outcome, base_perms: frozenset, perms: frozenset) -> bool:
+    """Whether a principal holding ``perms`` could fare otherwise than the one holding
+    ``base_perms`` (fewer: nothing, or a group's that ``perms`` contains) fared in ``base``.
 
-    The walk as nobody records which permissions each request asked about; the code's path
-    depends only on the answers, and those are all "no" for nobody. A principal none of whose
-    permissions was asked about gets the same answers, so walks the same path: nothing to learn.
-    (The permissions the oracle expects to matter are walked too, in case the code forgot them.)"""
-    consulted = outcome_for_nobody.consulted
+    A walk records which permissions each request asked about; the code's path depends only on
+    the answers. A principal whose added permissions were not asked about gets the same answers,
+    so walks the same path to the same page and writes: nothing to learn, and what was allowed
+    to the smaller set is allowed to the larger. Walked anyway when the oracle expects the added
+    permissions to change the answer (in case the code forgot to ask)."""
+    added = perms - base_perms
+    consulted = base.consulted
     if "*" in consulted:
+        return bool(added)
+    if base.probe.needs is not None and granted(base.probe.needs, perms) != granted(
+        base.probe.needs, base_perms
+    ):
         return True
-    needed = {p for alt in (outcome_for_nobody.probe.needs or ()) for p in alt}
-    return any(p in consulted or f"{p.split('.')[0]}.*" in consulted or p in needed for p in perms)
+    return any(p in consulted or f"{p.split('.')[0]}.*" in consulted for p in added)
 
 
 def _tables() -> dict:
