@@ -20,9 +20,19 @@ EXTRA_WRITES = {
         "tokens.add_revokedtoken",
         "tokens.delete_sshkey",
         "auth.delete_user",
+        # API.md: removing a CA revokes every token issued through it; a KRL what it names
+        "tokens.delete_certificateauthority",
+        "tokens.add_revocationlist",
     },
     ("tokens_nativetoken", "delete"): {"auth.delete_user"},  # a user's tokens go with the account
-    ("tokens_wsticket", "update"): {"tokens.revoke_nativetoken", "tokens.add_revokedtoken"},
+    ("tokens_wsticket", "update"): {
+        "tokens.revoke_nativetoken",
+        "tokens.add_revokedtoken",
+        "tokens.delete_certificateauthority",
+        "tokens.add_revocationlist",
+    },
+    ("tokens_revocationlist", "delete"): {"tokens.add_revocationlist"},  # a KRL replaces the last
+    ("tokens_sshcertificate", "update"): {"tokens.delete_certificateauthority"},  # its CA: SET_NULL
     ("tokens_wsticket", "delete"): {"auth.delete_user"},
     ("tokens_credentialfloor", "insert"): {"tokens.revoke_nativetoken"},
     ("tokens_credentialfloor", "update"): {"tokens.revoke_nativetoken"},
@@ -87,12 +97,10 @@ def problems(outcome: Outcome, perms: frozenset, world: World) -> list[str]:
             found.append(f"answered {outcome.status} although granted")
         if probe.kind == "form" and ok and probe.method == "POST" and probe.writes and outcome.status != 302:
             found.append(f"answered {outcome.status}, not a redirect after saving, although granted")
-        if probe.kind == "preview":
-            confirmation = outcome.status == 200 and not any(
-                t.endswith("change_list.html") for t in outcome.templates
-            )
-            if confirmation != ok:
-                found.append(f"the confirmation page {'was' if confirmation else 'was not'} shown")
+        # (Granted, an action may ask first or act at once: the write oracle judges what it did.)
+        asked = outcome.status == 200 and not any(t.endswith("change_list.html") for t in outcome.templates)
+        if probe.kind == "preview" and not ok and asked:
+            found.append("the action's confirmation page was shown")
     consequential = set()
     for table, verb in sorted(outcome.writes):
         if table in IGNORED_TABLES:

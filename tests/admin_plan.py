@@ -30,13 +30,19 @@ STANDARD_VIEWS = {"changelist", "add", "history", "delete", "change"}
 
 # Permissions that exist (Django makes four per model) but that admin never honours: tokens are
 # minted by logging in and only revoked; deny-list entries are never edited or removed by hand;
-# memberships are added and removed, never moved; messages are posted through the API.
+# memberships are added and removed, never moved; messages are posted through the API; a CA or a
+# KRL is replaced, never edited; certificates are the record of logins, only read.
 NEVER = {
     "tokens.add_nativetoken",
     "tokens.change_nativetoken",
     "tokens.delete_nativetoken",
     "tokens.change_revokedtoken",
     "tokens.delete_revokedtoken",
+    "tokens.change_certificateauthority",
+    "tokens.change_revocationlist",
+    "tokens.add_sshcertificate",
+    "tokens.change_sshcertificate",
+    "tokens.delete_sshcertificate",
     "rooms.change_membership",
     "rooms.add_message",
     "rooms.change_message",
@@ -56,6 +62,8 @@ ACTIONS = {
     "revoke_selected": ActionRule("tokens.revoke_nativetoken", writes=True),
     "revoke_all_tokens": ActionRule("tokens.revoke_nativetoken", writes=True),
     "deactivate": ActionRule("auth.change_user", writes=True),
+    # The CA's and the certificate's "revoke every token issued through the selected …"
+    "revoke_tokens": ActionRule("tokens.revoke_nativetoken", writes=True),
 }
 
 # Adding a user takes add_user and change_user: the add form only sets a name and a password,

@@ -157,6 +157,9 @@ def _walk(client, plan: list[Probe]) -> list[Outcome]:
                 if probe.method == "GET":
                     response = client.get(probe.path)
                 else:
+                    for value in probe.data.values():
+                        if hasattr(value, "seek"):
+                            value.seek(0)  # an uploaded file, posted again by each role
                     response = client.post(probe.path, probe.data)
             users_after = user_rows() if {t for t, _ in recorder.writes} & {"auth_user"} else users_before
             transaction.set_rollback(True)
