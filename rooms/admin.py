@@ -18,6 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils.html import format_html
@@ -25,7 +26,7 @@ from django.utils.html import format_html
 from rooms.membership import add_member
 from rooms.models import Membership, Message, Room
 from tokens.admin_audit import BOUND
-from tokens.admin_scale import LookupInputFilter, ScalableAdmin, summarized_deletion, user_ids_for
+from tokens.admin_scale import LookupInputFilter, ScalableAdmin, may_view, summarized_deletion, user_ids_for
 
 BODY_SEARCH_WINDOW = 100_000  # body search looks at this many of the room's latest messages
 TARGETS_SHOWN = 20
@@ -49,17 +50,24 @@ class MemberFilter(LookupInputFilter):
         return queryset.filter(user__username=value)
 
 
+ADD_MEMBERSHIP = "rooms.add_membership"
+
+
 class RoomForm(forms.ModelForm):
+    class Meta:
+        model = Room
+        fields = ["slug", "name"]
+
+
+class RoomWithMembersForm(RoomForm):
+    """The room form for a staff member who may add memberships."""
+
     add_members = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.all(),
         required=False,
         widget=AutocompleteSelectMultiple(Membership._meta.get_field("user"), admin.site),
         help_text="Type a username. To remove members, use the membership list (link above).",
     )
-
-    class Meta:
-        model = Room
-        fields = ["slug", "name"]
 
 
 @admin.register(Room)
@@ -96,10 +104,23 @@ class RoomAdmin(ScalableAdmin):
     def member_count(self, room):
         return room.member_count or 0
 
+    def may_add_members(self, request) -> bool:
+        return request.user.has_perm(ADD_MEMBERSHIP)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = RoomWithMembersForm if self.may_add_members(request) else RoomForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
     def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["slug", "name", "add_members"]
-        return ["slug", "name", "created_at", "last_seq", "members", "add_members"]
+        fields = ["slug", "name"] if obj is None else ["slug", "name", "created_at", "last_seq", "members"]
+        return fields + ["add_members"] if self.may_add_members(request) else fields
+
+    def get_object(self, request, object_id, from_field=None):
+        room = super().get_object(request, object_id, from_field)
+        if room is not None:  # what the "members" line may link to, for this staff member
+            room.may_list_members = may_view(self.admin_site, request, Membership)
+            room.may_add_members = self.may_add_members(request)
+        return room
 
     def get_readonly_fields(self, request, obj=None):
         # The slug is how clients name the room: renaming it would break every client's state.
@@ -110,22 +131,25 @@ class RoomAdmin(ScalableAdmin):
     @admin.display(description="members")
     def members(self, room):
         count = Membership.objects.filter(room=room).count()
-        listing = reverse("admin:rooms_membership_changelist")
-        add = reverse("admin:rooms_membership_add")
-        return format_html(
-            '{} · <a href="{}?room__id__exact={}">list, search and remove</a>'
-            ' · <a href="{}?room={}">add one</a>',
-            f"{count:,} member{'s' if count != 1 else ''}",
-            listing,
-            room.pk,
-            add,
-            room.pk,
-        )
+        shown = format_html("{}", f"{count:,} member{'s' if count != 1 else ''}")
+        if getattr(room, "may_list_members", False):
+            listing = reverse("admin:rooms_membership_changelist")
+            shown = format_html(
+                '{} · <a href="{}?room__id__exact={}">list, search and remove</a>', shown, listing, room.pk
+            )
+        if getattr(room, "may_add_members", False):
+            shown = format_html(
+                '{} · <a href="{}?room={}">add one</a>', shown, reverse("admin:rooms_membership_add"), room.pk
+            )
+        return shown
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         room = form.instance
-        added = [user for user in form.cleaned_data.get("add_members") or () if add_member(room, user)]
+        requested = form.cleaned_data.get("add_members") or ()
+        if requested and not self.may_add_members(request):
+            raise PermissionDenied  # the form has no such field for them; this holds whatever form
+        added = [user for user in requested if add_member(room, user)]
         if added:
             created = Membership.objects.filter(room=room, user__in=added).select_related("user", "room")
             LogEntry.objects.log_actions(

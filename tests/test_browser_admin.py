@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -77,11 +78,9 @@ def page(browser):
     tab.close()
 
 
-@pytest.fixture
-def operator(django_user_model):
+def with_password(user):
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-    user = django_user_model.objects.create_superuser("operator", "op@example.com")
     # Few iterations: the server checks the hash as stored, and a full-strength hash costs a
     # second of CPU in each process for nothing here.
     user.password = PBKDF2PasswordHasher().encode(PASSWORD, "browsertestsalt", iterations=1000)
@@ -89,9 +88,14 @@ def operator(django_user_model):
     return user
 
 
-def log_in(page, base_url: str) -> None:
+@pytest.fixture
+def operator(django_user_model):
+    return with_password(django_user_model.objects.create_superuser("operator", "op@example.com"))
+
+
+def log_in(page, base_url: str, username: str = "operator") -> None:
     page.goto(f"{base_url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
+    page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(f"{base_url}/admin/")
@@ -224,3 +228,40 @@ def test_an_operator_opens_a_user_and_revokes_all_their_tokens(page, server, ope
     assert "Revoked 2 native tokens of 1 user" in page.inner_text("ul.messagelist")
     assert not NativeToken.objects.filter(user=alice, revoked_at=None).exists()
     assert NativeToken.objects.filter(user=bob, revoked_at=None).count() == 1 and bobs
+
+
+def test_a_room_editor_cannot_add_members_and_a_room_manager_can(page, server_factory, general, mallory):
+    """Issue 20: rooms.change_room alone used to add members through the room's page.
+
+    Its own server: saving writes History, and a server that outlived an earlier test's database
+    flush would still hold that test's content type ids."""
+    from django.contrib.auth.models import Permission
+
+    def staff(username, *codenames):
+        user = get_user_model().objects.create_user(username, is_staff=True)
+        user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+        return with_password(user)
+
+    staff("editor", "view_room", "change_room")
+    staff("manager", "view_room", "change_room", "add_membership", "view_user")
+    server = server_factory(name="admin-staff")
+    room_page = f"{server.url}/admin/rooms/room/{general.pk}/change/"
+
+    log_in(page, server.url, "editor")
+    page.goto(room_page)
+    assert page.locator("#id_add_members").count() == 0
+    page.fill("#id_name", "Renamed")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{server.url}/admin/rooms/room/")
+
+    page.context.clear_cookies()
+    log_in(page, server.url, "manager")
+    page.goto(room_page)
+    pick(page, "add_members", "mallory")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{server.url}/admin/rooms/room/")
+    assert "Added mallory to general." in page.inner_text("ul.messagelist")
+
+    general.refresh_from_db()
+    assert general.name == "Renamed"
+    assert Membership.objects.filter(room=general, user=mallory).exists()

@@ -16,6 +16,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -28,6 +29,7 @@ from tokens.admin_scale import (
     ScalableAdmin,
     confirmation,
     confirmed,
+    may_view,
     user_ids_for,
 )
 from tokens.models import NativeToken, RevokedToken, SecurityKeyCounter, SshKey
@@ -264,7 +266,7 @@ class NativeTokenAdmin(ScalableAdmin):
         return False  # revoke instead; purge_tokens deletes rows once they are past use
 
     def has_revoke_permission(self, request):
-        return request.user.has_perm("tokens.change_nativetoken")
+        return request.user.has_perm(NativeToken.REVOKE_PERMISSION)
 
     def render_change_form(self, request, context, *args, obj=None, **kwargs):
         context["can_revoke"] = (
@@ -274,6 +276,8 @@ class NativeTokenAdmin(ScalableAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke_selected(self, request, queryset):
+        if not self.has_revoke_permission(request):
+            raise PermissionDenied  # Django offers it to holders only; this holds whoever calls it
         live = queryset.filter(revoked_at=None)
         if not confirmed(request):
             selected, to_revoke = queryset.count(), live.count()
@@ -471,22 +475,6 @@ class SshKeyAdmin(ScalableAdmin):
             kwargs["form"] = SshKeyAddForm
         return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["user", "name", "public_key", "verify_required"]
-        return [
-            "user",
-            "name",
-            "key_type",
-            "fingerprint",
-            "public_key",
-            "verify_required",
-            "security_key_counter",
-            "created_at",
-            "last_used_at",
-            "minted_tokens",
-        ]
-
     def get_readonly_fields(self, request, obj=None):
         # A key is never re-pointed at another user or edited into another key: delete it and
         # add the new one, so the fingerprint index and the audit trail stay truthful.
@@ -514,6 +502,24 @@ class SshKeyAdmin(ScalableAdmin):
             if counter is None
             else f"{counter.highest} (at {counter.updated_at:%Y-%m-%d %H:%M:%S})"
         )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name", "public_key", "verify_required"]
+        fields = [
+            "user",
+            "name",
+            "key_type",
+            "fingerprint",
+            "public_key",
+            "verify_required",
+            "security_key_counter",
+            "created_at",
+            "last_used_at",
+        ]
+        if may_view(self.admin_site, request, NativeToken):
+            fields.append("minted_tokens")  # links to the token list: only for who may open it
+        return fields
 
     @admin.display(description="tokens minted with it")
     def minted_tokens(self, key):

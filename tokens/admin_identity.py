@@ -21,10 +21,10 @@ from tokens.admin_scale import LookupInputFilter, ScalableAdmin
 from tokens.authorities import AuthorityError, clean_principals, parse_authority_key
 from tokens.krl import KrlError
 from tokens.krl_store import MAX_KRL_BYTES, load
-from tokens.models import CertificateAuthority, RevocationList, SshCertificate
+from tokens.models import CertificateAuthority, NativeToken, RevocationList, SshCertificate
 from tokens.revocation import remove_authority, revoke_authority_tokens, revoke_certificate_tokens
 
-REVOKE_PERMISSION = "tokens.revoke_nativetoken"
+REVOKE_PERMISSION = NativeToken.REVOKE_PERMISSION
 # Hashes (of certificates, of keys) and the KRL's bytes: shown on a record's page where useful,
 # never a way to probe rows through ?field__startswith= URLs (Django allows lookups on any
 # local field by default).

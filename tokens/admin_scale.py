@@ -13,6 +13,8 @@ serves), and a delete confirmation that loads every related row. Here instead:
 - each admin writes its own ``get_search_results`` on indexed columns (exact or prefix matches,
   related ids resolved first, so each OR arm can use its own index);
 - delete confirmations for objects with many dependents show counts (``summarized_deletion``).
+
+It also carries tokens.admin_guard.SecretLookupGuard: no lookup of any page reaches a digest.
 """
 
 from django.contrib import admin
@@ -21,6 +23,8 @@ from django.core.paginator import Paginator
 from django.db import models
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
+
+from tokens.admin_guard import SecretLookupGuard
 
 CAP = 10_000
 SEARCH_CAP = 1_000
@@ -45,7 +49,7 @@ class CappedPaginator(Paginator):
         return count
 
 
-class ScalableAdmin(admin.ModelAdmin):
+class ScalableAdmin(SecretLookupGuard, admin.ModelAdmin):
     paginator = CappedPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -107,6 +111,13 @@ class LookupInputFilter(admin.ListFilter):
 
     def filter(self, queryset, value):
         raise NotImplementedError
+
+
+def may_view(admin_site, request, model) -> bool:
+    """Whether the staff member may open ``model``'s pages: what a page of another model asks
+    before it shows that model's rows or links to them."""
+    model_admin = admin_site._registry.get(model)
+    return model_admin is not None and model_admin.has_view_permission(request)
 
 
 def user_ids_for(term: str) -> list[int]:

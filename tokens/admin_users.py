@@ -1,30 +1,49 @@
-"""The user admin: Django's, plus what an operator needs to act on one person.
+"""The user and group admins: Django's, plus what an operator needs to act on one person, and
+no way for a staff member to give anyone (themselves included) more than they were given.
 
-The change page shows the user's tokens, SSH keys, room memberships and live sockets (a few
-of each, with counts and links to the full filtered lists, so a user with 50,000 tokens costs
-the same as one with five), and two actions, also offered on the user list: "Revoke all
-tokens" (tokens.revocation.revoke_user: native tokens, service tokens minted so far, tickets,
-live sockets) and "Deactivate" (the verifier refuses them from the next request on, and
-tokens.signals closes their sockets). Both confirm first, saying what they will hit, and both
-are written to History.
+The change page shows the user's tokens, SSH keys, room memberships and live sockets
+(tokens.admin_user_page), each only to a staff member who may view that kind of object, and
+two actions, also offered on the user list: "Revoke all tokens" (tokens.revocation.revoke_user:
+native tokens, service tokens minted so far, tickets, live sockets; needs
+tokens.revoke_nativetoken) and "Deactivate" (the verifier refuses them from the next request on,
+and tokens.signals closes their sockets; needs auth.change_user). Both confirm first, saying
+what they will hit, and both are written to History.
+
+Admin access is a superuser's to give. In stock Django, auth.change_user is superuser in
+disguise (Django's docs say so): its holder ticks is_superuser on their own account, adds
+themselves permissions or groups, or resets a superuser's password and logs in as them; and
+auth.change_group adds any permission to their own group. Here, for a staff member who is not a
+superuser, is_staff, is_superuser, groups, user permissions and a group's permissions are
+read-only, and an account that has admin access (staff or superuser) cannot be changed,
+deactivated, deleted or given a new password. auth.change_user thus manages the accounts of the
+API's users, which is what native-revokers need it for.
 """
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import ReadOnlyPasswordHashWidget, UserChangeForm
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from live import presence
 from tokens import admin_audit
-from tokens.admin_scale import ScalableAdmin, capped_count, confirmation, confirmed, summarized_deletion
+from tokens.admin_guard import SecretLookupGuard
+from tokens.admin_scale import (
+    ScalableAdmin,
+    confirmation,
+    confirmed,
+    may_view,
+    summarized_deletion,
+)
+from tokens.admin_user_page import overview
 from tokens.models import NativeToken
 from tokens.revocation import revoke_user
 
 User = get_user_model()
-SHOWN = 10  # rows of each kind on the change page
-SOCKETS_SHOWN = 50
 PER_USER_SOCKET_LOOKUPS = 20  # above this many users, read every live socket once instead
 
 
@@ -35,85 +54,29 @@ def sockets_of_users(user_ids: list[int]) -> list[presence.LiveSocket]:
     return [live for live in presence.all_sockets() if live.user_id in wanted]
 
 
-class Section:
-    """One bounded list on the user page: a few rows, how many there are, a link to all."""
-
-    def __init__(self, title: str, rows: list, count: int, capped: bool, url: str | None):
-        self.title, self.rows, self.count, self.capped, self.url = title, rows, count, capped, url
-
-    @property
-    def total(self) -> str:
-        return f"more than {self.count:,}" if self.capped else f"{self.count:,}"
+def has_admin_access(user) -> bool:
+    return user.is_staff or user.is_superuser
 
 
-def overview(user) -> list[Section]:
-    from rooms.models import Membership
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 
-    now = timezone.now()
-    tokens = NativeToken.objects.filter(user=user)
-    live_tokens = tokens.filter(revoked_at=None, expires_at__gt=now)
-    token_list = reverse("admin:tokens_nativetoken_changelist")
-    shown_tokens = list(live_tokens.order_by("-created_at")[:SHOWN])
-    sockets = presence.for_user(user.pk)
-    token_pks = dict(
-        NativeToken.objects.filter(
-            public_id__in={live.credential_id for live in sockets[:SOCKETS_SHOWN]}
-        ).values_list("public_id", "pk")
-    )
-    memberships = Membership.objects.filter(user=user)
-    keys = user.ssh_keys.all()
-    return [
-        Section(
-            "Active tokens",
-            [
-                (
-                    reverse("admin:tokens_nativetoken_change", args=[token.pk]),
-                    f"{token.public_id} · {token.device_name or 'no device name'}"
-                    f" · expires {token.expires_at:%Y-%m-%d}",
-                )
-                for token in shown_tokens
-            ],
-            *capped_count(live_tokens),
-            f"{token_list}?user__id__exact={user.pk}&status=active",
-        ),
-        Section(
-            "All tokens (active, expired, revoked)",
-            [],
-            *capped_count(tokens),
-            f"{token_list}?user__id__exact={user.pk}",
-        ),
-        Section(
-            "SSH keys",
-            [(reverse("admin:tokens_sshkey_change", args=[key.pk]), str(key)) for key in keys[:SHOWN]],
-            *capped_count(keys),
-            f"{reverse('admin:tokens_sshkey_changelist')}?user__id__exact={user.pk}",
-        ),
-        Section(
-            "Room memberships",
-            [
-                (reverse("admin:rooms_room_change", args=[m.room_id]), m.room.slug)
-                for m in memberships.select_related("room").order_by("room__slug")[:SHOWN]
-            ],
-            *capped_count(memberships),
-            f"{reverse('admin:rooms_membership_changelist')}?user__id__exact={user.pk}",
-        ),
-        Section(
-            "Live sockets",
-            [
-                (
-                    reverse("admin:tokens_nativetoken_change", args=[token_pks[live.credential_id]])
-                    if live.credential_id in token_pks
-                    else None,
-                    f"{live.credential_id} · {live.process} · since {live.opened_at:%Y-%m-%d %H:%M:%S} UTC"
-                    f" · client IP {live.client_ip or '-'}",
-                )
-                for live in sockets[:SOCKETS_SHOWN]
-            ],
-            len(sockets),
-            False,
-            None,
-        ),
-    ]
+
+class PasswordSummaryWidget(ReadOnlyPasswordHashWidget):
+    """Which hasher made the password, and no piece of it: Django's widget shows the first six
+    characters of the salt and of the hash, and no stored hash may reach a page (API.md)."""
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        algorithm = gettext("algorithm")
+        context["summary"] = [e for e in context["summary"] if "value" not in e or e["label"] == algorithm]
+        return context
+
+
+class NativeUserChangeForm(UserChangeForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "password" in self.fields:
+            self.fields["password"].widget = PasswordSummaryWidget()
 
 
 admin.site.unregister(User)
@@ -121,6 +84,7 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class NativeUserAdmin(ScalableAdmin, UserAdmin):
+    form = NativeUserChangeForm
     change_form_template = "admin/auth/user/native_change_form.html"
     actions = ["revoke_all_tokens", "deactivate"]
     list_filter = ("is_staff", "is_superuser", "is_active")
@@ -138,18 +102,44 @@ class NativeUserAdmin(ScalableAdmin, UserAdmin):
             match |= Q(email__iexact=term)
         return queryset.filter(match), False
 
+    # --- admin access is a superuser's to give -------------------------------------------------
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and has_admin_access(obj) and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and has_admin_access(obj) and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += [name for name in PRIVILEGE_FIELDS if name not in fields]
+        return fields
+
+    def has_revoke_tokens_permission(self, request):
+        return request.user.has_perm(NativeToken.REVOKE_PERMISSION)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context["native_sections"] = overview(obj)
-            context["native_can_act"] = self.has_change_permission(request, obj)
+            context["native_sections"] = overview(
+                obj, lambda model: may_view(self.admin_site, request, model)
+            )
+            context["native_can_revoke"] = self.has_revoke_tokens_permission(request)
+            context["native_can_deactivate"] = obj.is_active and self.has_change_permission(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_deleted_objects(self, objs, request):
         # Erasing an account takes its token rows along (their audit trail with them).
         return summarized_deletion(objs, request, self.admin_site, goes_with=(NativeToken,))
 
-    @admin.action(description="Revoke all tokens of the selected users", permissions=["change"])
+    @admin.action(description="Revoke all tokens of the selected users", permissions=["revoke_tokens"])
     def revoke_all_tokens(self, request, queryset):
+        if not self.has_revoke_tokens_permission(request):
+            raise PermissionDenied
         if not confirmed(request):
             ids = list(queryset.values_list("pk", flat=True))
             live_tokens = NativeToken.objects.filter(
@@ -193,7 +183,11 @@ class NativeUserAdmin(ScalableAdmin, UserAdmin):
 
     @admin.action(description="Deactivate the selected users", permissions=["change"])
     def deactivate(self, request, queryset):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         targets = queryset.filter(is_active=True).exclude(pk=request.user.pk)
+        if not request.user.is_superuser:
+            targets = targets.filter(is_staff=False, is_superuser=False)
         if not confirmed(request):
             ids = list(targets.values_list("pk", flat=True))
             sockets = sockets_of_users(ids)
@@ -203,6 +197,13 @@ class NativeUserAdmin(ScalableAdmin, UserAdmin):
             ]
             if queryset.filter(pk=request.user.pk).exists():
                 impact.append("You are in the selection: your own account is left active.")
+            if (
+                not request.user.is_superuser
+                and queryset.filter(Q(is_staff=True) | Q(is_superuser=True)).exists()
+            ):
+                impact.append(
+                    "Accounts with admin access are left as they are: only a superuser may change them."
+                )
             return confirmation(
                 self,
                 request,
@@ -227,3 +228,17 @@ class NativeUserAdmin(ScalableAdmin, UserAdmin):
             request, f"Deactivated {done:,} user{'s' if done != 1 else ''}; their sockets are being closed."
         )
         return None
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class NativeGroupAdmin(SecretLookupGuard, GroupAdmin):
+    """Django's group admin; a group's permissions are a superuser's to set (see above)."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser and "permissions" not in fields:
+            fields.append("permissions")
+        return fields

@@ -1,7 +1,7 @@
 """System checks for settings that would make the credential system unsafe or unusable."""
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register()
@@ -30,4 +30,36 @@ def check_native_settings(app_configs, **kwargs):
                 id="tokens.W002",
             )
         )
+    return problems
+
+
+@register(Tags.admin)
+def check_admin_secrets(app_configs, site=None, **kwargs):
+    """Every registered admin refuses lookups that reach a stored digest or hash, and none of
+    its options searches, sorts, filters or shows one (tokens.admin_guard)."""
+    from django.contrib import admin
+
+    from tokens.admin_guard import SecretLookupGuard, exposed_secrets
+
+    problems = []
+    for model, model_admin in (site or admin.site)._registry.items():
+        name = f"{type(model_admin).__name__} ({model._meta.label})"
+        for option, entry in exposed_secrets(model_admin):
+            problems.append(
+                Error(
+                    f"{name}.{option} names {entry!r}, a stored digest or hash.",
+                    hint="Admin must not show, search, sort or filter by a secret: remove it.",
+                    obj=model_admin,
+                    id="tokens.E002",
+                )
+            )
+        if not isinstance(model_admin, SecretLookupGuard):
+            problems.append(
+                Error(
+                    f"{name} does not refuse lookups on stored digests and hashes.",
+                    hint="Mix in tokens.admin_guard.SecretLookupGuard (ScalableAdmin has it).",
+                    obj=model_admin,
+                    id="tokens.E003",
+                )
+            )
     return problems

@@ -153,6 +153,10 @@ class RevocationList(models.Model):
 class NativeToken(models.Model):
     """A bearer token handed to a native client after SSH-key login."""
 
+    # Revoking is its own permission: tokens are never edited, and a staff member who may revoke
+    # need not be able to do anything else (docs/operations-admin.md, "Staff roles").
+    REVOKE_PERMISSION = "tokens.revoke_nativetoken"
+
     public_id = models.CharField(max_length=32, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="native_tokens")
@@ -186,6 +190,7 @@ class NativeToken(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("revoke_nativetoken", "Can revoke native token")]
         indexes = [
             models.Index(fields=["user", "revoked_at", "expires_at"]),
             models.Index(
