@@ -56,9 +56,8 @@ def test_trusted_proxies_must_be_cidrs(environ):
 
 def boot(**overrides) -> subprocess.CompletedProcess:
     """Load the settings in a fresh interpreter with exactly this environment."""
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("NATIVE_", "DATABASE_URL", "REDIS_URL"))
-    }
+    ours = ("NATIVE_", "DATABASE_URL", "REDIS_URL", "REDIS_LAYER_URLS")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
     for name in ("DEBUG", "SECRET_KEY"):
         if name not in overrides:
@@ -86,6 +85,14 @@ def test_with_no_environment_it_runs_embedded_on_sqlite():
         ({"NATIVE_TOKEN_TTL": "30 days"}, "NATIVE_TOKEN_TTL must be an integer"),
         ({"NATIVE_RATE_CHALLENGE": "twenty"}, "NATIVE_RATE_CHALLENGE must look like"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with"),
+        ({"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL is not a usable Redis URL"),
+        ({"REDIS_URL": "redis+sentinel://10.0.0.1:26379"}, "the master name is missing"),
+        ({"REDIS_URL": "redis+sentinel://10.0.0.1/primary"}, "each Sentinel is HOST:PORT"),
+        ({"REDIS_LAYER_URLS": "redis://127.0.0.1:6379/1"}, "REDIS_LAYER_URLS is set without REDIS_URL"),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:6379/0", "REDIS_LAYER_URLS": "redis://a:6379/1,b:6379/1"},
+            "REDIS_LAYER_URLS must start with",
+        ),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a usable database URL"),
     ],
 )
@@ -113,7 +120,7 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_redis():
     assert result.stdout.split() == [
         "django.db.backends.postgresql",
         "True",
-        "channels_redis.core.RedisChannelLayer",
+        "foundation.channel_layer.RedisChannelLayer",
         "django.core.cache.backends.redis.RedisCache",
     ]
 
