@@ -14,7 +14,8 @@ Every Redis user of the project gets its connections here: the cache's pool
 registry (live/presence_redis.py) and the purge lock (tokens/purge_lock.py). So a failover moves
 all of them the same way: redis-py's Sentinel-managed connections ask the Sentinels again when
 they reconnect, and a connection to a primary that was demoted (a READONLY answer) is closed and
-rediscovered rather than reused. A Sentinel address also gets one immediate retry on a
+rediscovered rather than reused (foundation/redis_sentinel.py makes sure the reconnection asks
+the Sentinels too). A Sentinel address also gets one immediate retry on a
 connection error, so the first command after a failover reaches the new primary instead of
 failing: commands are retried at most once, and the ones we send tolerate that (a rate-limit
 count errs one high, a layer event that arrives twice is dropped by its seq).
@@ -32,6 +33,8 @@ import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from foundation.redis_sentinel import AsyncSentinelConnection, SentinelConnection
 
 SENTINEL_SCHEME = "redis+sentinel://"
 PLAIN_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -194,6 +197,7 @@ def connection_pool(address: RedisAddress, **options) -> redis.ConnectionPool:
         db=address.db,
         password=address.password,
         retry=_failover_retry(redis.retry.Retry),
+        connection_class=SentinelConnection,
         **options,
     )
 
@@ -229,5 +233,6 @@ def layer_host(address: RedisAddress, **options) -> dict:
         "db": address.db,
         "password": address.password,
         "retry": _failover_retry(redis.asyncio.retry.Retry),
+        "connection_class": AsyncSentinelConnection,
         **options,
     }
