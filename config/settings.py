@@ -210,7 +210,7 @@ if REDIS_URL:
                 # and the hub's channel (live.hub) takes every room event of the process there.
                 "channel_capacity": {"specific.*": 100_000},
                 # A group membership not renewed for this long is dropped: the hub renews its
-                # own every 10 minutes (live.hub.GROUP_REFRESH), so what expires is a process
+                # own every 10 minutes (live.layer_link.GROUP_REFRESH), so what expires is a process
                 # that is gone (a restart, a new REDIS_LAYER_URLS), not one channels-redis's
                 # default of a day would keep writing every room event to.
                 "group_expiry": 1800,
