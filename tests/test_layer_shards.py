@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 
 from foundation import redis_urls
 from foundation.channel_layer import RedisChannelLayer
-from rooms.posting import room_group
+from rooms.room_events import room_group
 from tests.conftest import bearer
 from tests.faults import PrivateRedis, ResilientSender, Subscriber
 
