@@ -14,11 +14,11 @@ Every Redis user of the project gets its connections here: the cache's pool
 registry (live/presence_redis.py) and the purge lock (tokens/purge_lock.py). So a failover moves
 all of them the same way: redis-py's Sentinel-managed connections ask the Sentinels again when
 they reconnect, and a connection to a primary that was demoted (a READONLY answer) is closed and
-rediscovered rather than reused (foundation/redis_sentinel.py makes sure the reconnection asks
-the Sentinels too). A Sentinel address also gets one immediate retry on a
-connection error, so the first command after a failover reaches the new primary instead of
-failing: commands are retried at most once, and the ones we send tolerate that (a rate-limit
-count errs one high, a layer event that arrives twice is dropped by its seq).
+rediscovered rather than reused (foundation/redis_sentinel.py makes sure that every reconnection
+asks). A Sentinel address also gets one immediate retry on a connection error, so the first
+command after a failover reaches the new primary instead of failing. A command is retried at
+most once, and ours tolerate that: a rate-limit count errs one high, a room event that arrives
+twice is dropped by its seq, a wake-up twice wakes the change-log poller twice.
 """
 
 import threading

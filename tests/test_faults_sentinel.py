@@ -91,8 +91,9 @@ async def test_after_a_demotion_every_redis_user_writes_to_the_new_primary_at_it
     cache = caches["default"]
     assert int(group.client(new).get(cache.make_and_validate_key("failover-count"))) == 2
     registry.opened(socket_of("c2"))
-    assert registry.flush()
-    assert group.client(new).hexists("sentinel-test:presence:proc:host:1", "c2")
+    assert registry.flush()  # (its own thread may be the one that writes it: wait for it)
+    entry = ("sentinel-test:presence:proc:host:1", "c2")
+    wait_until(lambda: group.client(new).hexists(*entry), timeout=5, what="the registry entry")
     await layer.send(channel, {"type": "after"})
     assert (await layer.receive(channel))["type"] == "after"
     assert not ratelimits._cache_is_down()
