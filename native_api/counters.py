@@ -47,6 +47,8 @@ def incr(key: str, *, ttl: int, delta: int = 1) -> int:
 
 def _incr_redis(backend: RedisCache, key: str, ttl: int, delta: int) -> int:
     full_key = backend.make_and_validate_key(key)
+    # The cache's own client and pool (Django's RedisCacheClient, ``_cache`` since Django 4.0):
+    # same keys, same connections, same Sentinel handling as every other cache call.
     client = backend._cache.get_client(full_key, write=True)
     try:
         return client.evalsha(_INCR_SHA, 1, full_key, delta, ttl)
