@@ -113,9 +113,9 @@ def _redis_version():
     if not url:
         return None
     try:
-        import redis
+        from foundation import redis_urls
 
-        return redis.Redis.from_url(url, socket_connect_timeout=3).info("server").get("redis_version")
+        return redis_urls.client(url, socket_connect_timeout=3).info("server").get("redis_version")
     except Exception:
         return None
 

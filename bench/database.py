@@ -157,10 +157,10 @@ class Backend:
 
     def flush_redis(self) -> None:
         """Delete this run's keys (our prefix only: the Redis database may be shared)."""
-        import redis
+        from foundation import redis_urls
 
         with contextlib.suppress(Exception):
-            client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3)
+            client = redis_urls.client(self.redis_url, socket_connect_timeout=3)
             for key in client.scan_iter(f"{self.prefix}:*", count=1000):
                 client.delete(key)
             client.close()

@@ -6,22 +6,18 @@ connection for every HTTP request, and one held for the whole life of every webs
 touched the cache (its rate-limit counter): 10,000 sockets hit Redis's default maxclients
 (10,000) and every socket cost the memory of a client and a pool. Sharing one pool per
 process and URL keeps the number of connections at the number of concurrent cache calls.
-"""
 
-import threading
+Django's RedisCache has no Sentinel support of its own; its ``pool_class`` hook is enough to
+give it one: ``from_url`` builds the pool through foundation.redis_urls, which understands
+``redis+sentinel://`` (a pool whose connections follow the primary through a failover).
+"""
 
 from redis import ConnectionPool
 
-_pools: dict[tuple, ConnectionPool] = {}
-_lock = threading.Lock()
+from foundation.redis_urls import shared_pool
 
 
 class SharedConnectionPool(ConnectionPool):
     @classmethod
     def from_url(cls, url, **kwargs):
-        key = (url, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
-        with _lock:
-            pool = _pools.get(key)
-            if pool is None:
-                pool = _pools[key] = ConnectionPool.from_url(url, **kwargs)
-            return pool
+        return shared_pool(url, **kwargs)

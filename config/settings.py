@@ -12,6 +12,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from foundation.env import env_bool, env_float, env_int, env_list, env_networks, env_rate, env_str
+from foundation.redis_urls import layer_host
+from foundation.redis_urls import parse as parse_redis_url
+from foundation.redis_urls import parse_list as parse_redis_urls
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -168,32 +171,58 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and cache ---------------------------------------------------------
+# REDIS_URL: one Redis (redis://, rediss://, unix://) or the primary of a Sentinel group
+# (redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB]): the cache, rate limits,
+# live-connection registry, purge lock and, unless REDIS_LAYER_URLS says otherwise, the channel
+# layer. REDIS_LAYER_URLS: the channel layer sharded over these (each plain or Sentinel). Read by
+# foundation/redis_urls.py; see docs/operations-scaling.md.
 REDIS_URL = env_str("REDIS_URL")
 REDIS_PREFIX = env_str("REDIS_PREFIX", "native")
+REDIS_LAYER_URLS = env_str("REDIS_LAYER_URLS")
+if REDIS_LAYER_URLS and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_LAYER_URLS is set without REDIS_URL: the cache, rate limits and live-connection "
+        "registry need REDIS_URL, the layer shards only add to it"
+    )
 if REDIS_URL:
-    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-        raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://")
+    _cache_address = parse_redis_url(REDIS_URL, setting="REDIS_URL")
+    _layer_addresses = (
+        parse_redis_urls(REDIS_LAYER_URLS, setting="REDIS_LAYER_URLS")
+        if REDIS_LAYER_URLS
+        else [_cache_address]
+    )
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
+            # channels-redis's layer, with one shard-routing fix (foundation/channel_layer.py).
+            "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "foundation.channel_layer.RedisChannelLayer"),
             # capacity: events queued per socket before the layer drops them; a subscriber
             # that falls behind recovers dropped room messages through seq gap-filling.
             # Timeouts: a Redis that hangs (frozen, partitioned) must fail calls, not block them
             # forever; reads wait longer than channels_redis's 5-second BRPOP (resilience.md).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
+                "hosts": [
+                    layer_host(address, socket_connect_timeout=2, socket_timeout=10)
+                    for address in _layer_addresses
+                ],
                 "prefix": f"{REDIS_PREFIX}:layer",
                 "capacity": 1000,
                 # A process's local channels share one inbox in Redis ("specific.<process>!"),
                 # and the hub's channel (live.hub) takes every room event of the process there.
                 "channel_capacity": {"specific.*": 100_000},
+                # A group membership not renewed for this long is dropped: the hub renews its
+                # own every 10 minutes (live.layer_link.GROUP_REFRESH), so what expires is a process
+                # that is gone (a restart, a new REDIS_LAYER_URLS), not one channels-redis's
+                # default of a day would keep writing every room event to.
+                "group_expiry": 1800,
             },
         }
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            # A list: Django splits a LOCATION string at commas (read replicas), and a
+            # Sentinel URL has commas of its own.
+            "LOCATION": [REDIS_URL],
             "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
             "OPTIONS": {
                 "socket_connect_timeout": 2,

@@ -165,4 +165,5 @@ class RoomDelivery:
             if feed.stale_head is not None and feed.next_seq <= feed.stale_head and not feed.filling:
                 feed.filling = True
                 self.loop.create_task(self._fill(feed, up_to=feed.stale_head))
+                self.link.rejoin_room(room_id)  # the lost event may mean a lost membership
             feed.stale_head = head if head >= feed.next_seq else None

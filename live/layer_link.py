@@ -59,6 +59,14 @@ class LayerLink:
         """Start joining a room's group (a new local feed)."""
         self._joins[room_id] = self.loop.create_task(self._join_room(room_id))
 
+    def rejoin_room(self, room_id: int) -> None:
+        """Join a room's group again: its feed fell behind, which may mean the membership is gone
+        and nothing else would notice before GROUP_REFRESH (a layer shard that restarted empty or
+        failed over before replicating it, while this process's own channel lives on another
+        shard and saw no error). One write; a membership that was fine is only renewed."""
+        if self.layer is not None and room_id not in self._joins:
+            self.join_room(room_id)
+
     def pending_join(self, room_id: int) -> asyncio.Task | None:
         """The join still in flight for a room: a subscriber awaits it before reading the head."""
         return self._joins.get(room_id)

@@ -219,6 +219,13 @@ class Poller:
     def _heartbeat(self, effects: dict) -> None:
         now = timezone.now()
         self._last_beat = time.monotonic()
+        # What was done first, then how far: a command that sees this process past its change
+        # (live.confirm) sums the effects at once, and must find them written already.
+        if effects:
+            ChangeEffect.objects.bulk_create(
+                ChangeEffect(seq=seq, process=presence.PROCESS, closed=c, unsubscribed=u, applied_at=now)
+                for seq, (c, u) in effects.items()
+            )
         ServerProcess.objects.update_or_create(
             name=presence.PROCESS,
             defaults={
@@ -228,11 +235,6 @@ class Poller:
                 "live_sockets": self._in_loop(self.hub.registry.live_socket_count),
             },
         )
-        if effects:
-            ChangeEffect.objects.bulk_create(
-                ChangeEffect(seq=seq, process=presence.PROCESS, closed=c, unsubscribed=u, applied_at=now)
-                for seq, (c, u) in effects.items()
-            )
 
     def _skip_to(self, epoch: str, head: int) -> None:
         logger.warning("change log rows %s to %s were purged unread: reconciling", self.cursor + 1, head)

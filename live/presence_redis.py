@@ -31,6 +31,7 @@ from datetime import datetime
 
 import redis
 
+from foundation import redis_urls
 from live.live_socket import PROCESS, LiveSocket
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class RedisRegistry:
         max_pending: int = 100_000,
         client: redis.Redis | None = None,
     ):
-        self.client = client or redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self.client = client or redis_urls.client(url, socket_connect_timeout=2, socket_timeout=2)
         self.prefix = prefix
         self.process = process
         self.ttl = ttl

@@ -1,8 +1,10 @@
 """The rate limits and state caps of API.md, on django-ratelimit's counters in the Django cache.
 
-The cache is Redis in production, so every process shares the counters (django-ratelimit does
-``cache.add`` then the atomic ``INCR``). Views call ``enforce``; the websocket consumer calls
-``ws_connect_refused`` through ``sync_to_async``: one implementation of every limit.
+The cache is Redis in production, so every process shares the counters. Windows and keys are
+django-ratelimit's (its fixed windows with a per-key offset); each count is one atomic step with
+its expiry always set (native_api/counters.py: django-ratelimit's own ``add`` then ``incr`` can
+leave a key without a TTL, a permanent lockout). Views call ``enforce``; the websocket consumer
+calls ``ws_connect_refused`` through ``sync_to_async``: one implementation of every limit.
 
 When the cache cannot be reached, login limits fail closed (CacheUnavailable → 503): an outage
 must not open SSH-key login and nonce minting to unlimited floods. The other limits fail open,
@@ -22,10 +24,11 @@ from django.core.cache import cache
 from django.db.models import Count, Min
 from django.utils import timezone
 from django_ratelimit import ALL
-from django_ratelimit.core import _get_window, _make_cache_key, get_usage
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 
 from foundation import metrics
 from foundation.env import parse_rate
+from native_api import counters
 from native_api.errors import ApiError
 
 logger = logging.getLogger("native_api.ratelimits")
@@ -73,42 +76,29 @@ def reset_cache_state() -> None:
 
 
 def _usage(name: str, bucket: str, rate: str, increment: bool) -> dict | None:
-    """django-ratelimit's usage dict; None when the limit fails open; raises CacheUnavailable."""
+    """{"count", "limit", "time_left"}; None when the limit fails open; raises CacheUnavailable."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
     if not _cache_is_down():
         try:
             # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
-            if increment:
-                usage = get_usage(
-                    None,
-                    group=f"native:{name}",
-                    key=lambda group, request: bucket,
-                    rate=parse_rate(rate),
-                    increment=True,
-                )
-            else:
-                usage = _peek(f"native:{name}", bucket, parse_rate(rate))
+            return _count(f"native:{name}", bucket, parse_rate(rate), increment)
         except Exception as exc:  # any cache client error: redis raises several kinds
             _cache_failed(name, exc)
-        else:
-            if usage is None or usage["limit"] != 0:  # None: RATELIMIT_ENABLE is off
-                return usage
-            _cache_failed(name, None)  # limit 0 is django-ratelimit's "the cache failed"
     if name in FAIL_CLOSED:
         raise CacheUnavailable(name)
     return None
 
 
-def _peek(group: str, bucket: str, rate: tuple[int, int]) -> dict | None:
-    """get_usage(increment=False) in one cache read. django-ratelimit's own look-only path does
-    an ``add`` (a write) and then a ``get``: two Redis round trips on every authenticated
-    request, just to see that an address is not locked out. Same key, same dict."""
-    if not getattr(settings, "RATELIMIT_ENABLE", True):
-        return None
+def _count(group: str, bucket: str, rate: tuple[int, int], increment: bool) -> dict:
+    """Count one event in the bucket's current window (one atomic step), or only look (one
+    read: django-ratelimit's look-only path writes first, a second round trip on every
+    authenticated request). django-ratelimit's window and key, so counts carry over upgrades."""
     limit, period = rate
     window = _get_window(bucket, period)
-    count = cache.get(_make_cache_key(group, window, rate, bucket, ALL), 0)
-    time_left = window - int(time.time())
-    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": time_left}
+    key = _make_cache_key(group, window, rate, bucket, ALL)
+    count = counters.incr(key, ttl=period + EXPIRATION_FUDGE) if increment else cache.get(key, 0)
+    return {"count": count, "limit": limit, "time_left": window - int(time.time())}
 
 
 def hit(name: str, bucket: str, *, increment: bool = True) -> int | None:
@@ -185,7 +175,7 @@ def admit_nonce() -> None:
     if _cache_is_down():
         raise _login_unavailable()
     try:
-        count = _incr(keys[-1], timeout=ttl + 2 * width)
+        count = counters.incr(keys[-1], ttl=ttl + 2 * width)
         earlier = cache.get_many(keys[:-1])
     except Exception as exc:
         _cache_failed("pending-nonces", exc)
@@ -193,22 +183,12 @@ def admit_nonce() -> None:
     if count + sum(earlier.values()) > settings.NATIVE_MAX_PENDING_NONCES:
         # A refused challenge left no nonce behind; if this fails the slot overstates by one.
         with contextlib.suppress(Exception):
-            cache.decr(keys[-1])
+            counters.incr(keys[-1], ttl=ttl + 2 * width, delta=-1)
         logger.warning("pending-nonce cap reached: challenges refused")
         metrics.rate_limited("pending-nonces")
         raise ApiError(
             503, "Too many logins are in progress; retry shortly.", retry_after=width - now % width
         )
-
-
-def _incr(key: str, *, timeout: int) -> int:
-    if cache.add(key, 1, timeout):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout)
-        return 1
 
 
 def enforce_ticket_cap(user) -> None:

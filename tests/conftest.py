@@ -26,8 +26,10 @@ def pytest_sessionstart(session):
     if ON_REDIS:
         import redis
 
+        from foundation import redis_urls
+
         try:
-            redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
+            redis_urls.client(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
         except redis.RedisError as exc:
             pytest.exit(f"REDIS_URL is set but Redis is unreachable: {exc}", returncode=3)
     if ON_POSTGRES:
@@ -118,9 +120,9 @@ def clear_shared_cache():
     from django.conf import settings
 
     if settings.REDIS_URL:
-        import redis
+        from foundation import redis_urls
 
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = redis_urls.client(settings.REDIS_URL)
         for key in client.scan_iter(f"{settings.REDIS_PREFIX}:cache*", count=1000):
             client.delete(key)
     else:

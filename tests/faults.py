@@ -5,6 +5,8 @@ must never be stopped, so an outage test starts its own redis-server or PostgreS
 a port of its own, points the servers under test at it, and stops, freezes or restarts it.
 
 - PrivateRedis: ``redis-server`` with no persistence, on a port in 16370-16379.
+- SentinelRedis: a primary, a replica and three Sentinels (``redis-server --sentinel``) that fail
+  over within seconds, on ports in 16380-16399; ``kill_primary`` is SIGKILL.
 - PrivatePostgres: a throw-away cluster (``initdb`` + ``pg_ctl``) on a port in 15440-15449, run
   as the ``postgres`` user when the tests run as root (PostgreSQL refuses to run as root).
 - ResilientSender: a websocket sender that, like a real client, reconnects to the next server
@@ -27,10 +29,14 @@ from pathlib import Path
 import httpx
 import websockets
 
+from native_client import Backoff, Tail
 from tests import ws
+
+FAST = Backoff(initial=0.05, cap=0.5, rate_limited=1.0)  # a client that reconnects at once
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_PORTS = range(16370, 16380)
+SENTINEL_GROUP_PORTS = range(16380, 16400)
 POSTGRES_PORTS = range(15440, 15450)
 
 
@@ -44,6 +50,27 @@ def free_port_in(ports: range) -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def free_ports_in(ports: range, count: int) -> list[int]:
+    """``count`` distinct free ports (held together while they are picked)."""
+    held = []
+    try:
+        for port in ports:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            if len(held) == count:
+                return [s.getsockname()[1] for s in held]
+        raise RuntimeError(f"fewer than {count} free ports in {ports.start}-{ports.stop - 1}")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def wait_until(check, *, timeout: float, what: str, interval: float = 0.05):
@@ -112,6 +139,126 @@ class PrivateRedis:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+class SentinelRedis:
+    """A Redis primary with one replica, watched by three Sentinels that fail over fast: the
+    primary is down after DOWN_AFTER_MS without an answer, and a failover that stalls is retried
+    after twice FAILOVER_TIMEOUT_MS. ``url`` is the redis+sentinel:// address of the group.
+    ``stop`` ends every process it started, whatever state the group is in."""
+
+    MASTER = "native"
+    DOWN_AFTER_MS = 1000
+    FAILOVER_TIMEOUT_MS = 3000
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        ports = free_ports_in(SENTINEL_GROUP_PORTS, 5)
+        self.primary_port, self.replica_port, self.sentinel_ports = ports[0], ports[1], ports[2:]
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.MASTER}/0"
+
+    def start(self) -> None:
+        self._spawn(self.primary_port)
+        self._spawn(self.replica_port, "--replicaof", "127.0.0.1", str(self.primary_port))
+        wait_until(self._replica_in_sync, timeout=10, what="the replica to sync")
+        for port in self.sentinel_ports:
+            config = self.workdir / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary_port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {self.MASTER} {self.FAILOVER_TIMEOUT_MS}\n"
+            )
+            self._spawn(port, str(config), "--sentinel", config_first=True)
+        # The Sentinels find the replica (INFO) and each other (hello messages, every 2 s).
+        wait_until(self._sentinels_ready, timeout=15, what="three Sentinels that know the group")
+
+    def _spawn(self, port: int, *args: str, config_first: bool = False) -> None:
+        server = shutil.which("redis-server") or "redis-server"
+        options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        options += ["--repl-diskless-sync-delay", "0"]  # the replica syncs at once, not in 5 s
+        if config_first:  # a Sentinel: its config file must come first, and be writable
+            command = [server, *args, "--dir", str(self.workdir)]
+        else:
+            command = [
+                server,
+                *options,
+                "--dir",
+                str(self.workdir),
+                "--dbfilename",
+                f"dump-{port}.rdb",
+                *args,
+            ]
+        with open(self.workdir / f"redis-{port}.log", "a") as log:
+            self.processes[port] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.client(port).ping(), timeout=10, what=f"redis-server on port {port}")
+
+    @staticmethod
+    def client(port: int):
+        import redis
+
+        return redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5, decode_responses=True)
+
+    def _ask(self, sentinel_port: int, *args: str):
+        # Raw SENTINEL replies: redis-py 6.4's parsers for sentinel_master() and friends fail on a
+        # plain client (an unexpected return_responses argument).
+        return self.client(sentinel_port).execute_command("SENTINEL", *args)
+
+    def _replica_in_sync(self) -> bool:
+        return self.client(self.replica_port).info("replication").get("master_link_status") == "up"
+
+    def _sentinels_ready(self) -> bool:
+        for port in self.sentinel_ports:
+            reply = self._ask(port, "MASTER", self.MASTER)
+            state = dict(zip(reply[::2], reply[1::2], strict=True))
+            if (
+                int(state["num-slaves"]) < 1
+                or int(state["num-other-sentinels"]) < len(self.sentinel_ports) - 1
+            ):
+                return False
+        return True
+
+    def primary(self) -> int:
+        """The primary's port, as a majority of the Sentinels report it."""
+        votes = [self._ask(port, "GET-MASTER-ADDR-BY-NAME", self.MASTER) for port in self.sentinel_ports]
+        ports = [int(vote[1]) for vote in votes if vote]
+        return max(set(ports), key=ports.count)
+
+    def kill_primary(self) -> int:
+        """SIGKILL the primary (no goodbye to anyone); returns its port."""
+        port = self.primary()
+        process = self.processes[port]
+        process.kill()
+        process.wait()
+        return port
+
+    def wait_for_failover(self, old_port: int, timeout: float = 20) -> int:
+        """The new primary's port, once every Sentinel names it and it accepts writes."""
+
+        def promoted():
+            ports = {
+                int(self._ask(port, "GET-MASTER-ADDR-BY-NAME", self.MASTER)[1])
+                for port in self.sentinel_ports
+            }
+            if len(ports) != 1 or old_port in ports:
+                return None
+            (port,) = ports
+            return port if self.client(port).info("replication")["role"] == "master" else None
+
+        return wait_until(promoted, timeout=timeout, what="the Sentinels to fail over")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
@@ -259,6 +406,37 @@ async def open_socket(server, token: str):
     hello = await ws.recv_json(socket_, timeout=10)
     assert hello["type"] == "hello", hello
     return socket_
+
+
+class Subscriber:
+    """A real client tail, collecting message ids, with its reconnect events."""
+
+    def __init__(self, token, servers, room="general"):
+        self.ids: list[int] = []
+        self.events = []
+        self.tail = Tail(token, [s.url for s in servers], room, backoff=FAST, on_event=self.events.append)
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self):
+        async for message in self.tail.messages():
+            self.ids.append(message["id"])
+
+    def subscribed_to(self, server) -> bool:
+        return any(e.kind == "subscribed" and e.url == server.url for e in self.events)
+
+    async def until(self, predicate, what, timeout=30.0):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if self.task.done():
+                self.task.result()  # raises what stopped the tail
+            assert loop.time() < deadline, f"timed out waiting for {what}; events: {self.events}"
+            await asyncio.sleep(0.05)
+
+    async def stop(self):
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 class ResilientSender:

@@ -4,7 +4,8 @@ CHANNEL_LAYER_BACKEND=tests.lossy_layer.… must still enforce every change and 
 message, from the database."""
 
 from channels.layers import InMemoryChannelLayer
-from channels_redis.core import RedisChannelLayer
+
+from foundation.channel_layer import RedisChannelLayer
 
 
 class LosesEvents:

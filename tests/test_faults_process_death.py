@@ -8,7 +8,6 @@ every message the server acknowledged reaches every subscriber exactly once, in 
 """
 
 import asyncio
-import contextlib
 import time
 
 import pytest
@@ -17,52 +16,19 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from native_client import Backoff, Tail
 from rooms.models import Message
 from tests.conftest import bearer
-from tests.faults import ResilientSender, wait_until
+from tests.faults import ResilientSender, Subscriber, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 
 abearer = database_sync_to_async(bearer)
-FAST = Backoff(initial=0.05, cap=0.5, rate_limited=1.0)
 
 
 @pytest.fixture
 def two_servers(server_factory):
     env = {"NATIVE_RATE_WS_FRAMES": "0"}  # the sender streams faster than a person types
     return server_factory(env=env, name="doomed"), server_factory(env=env, name="survivor")
-
-
-class Subscriber:
-    """A real client tail, collecting message ids, with its reconnect events."""
-
-    def __init__(self, token, servers, room="general"):
-        self.ids: list[int] = []
-        self.events = []
-        self.tail = Tail(token, [s.url for s in servers], room, backoff=FAST, on_event=self.events.append)
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self):
-        async for message in self.tail.messages():
-            self.ids.append(message["id"])
-
-    def subscribed_to(self, server) -> bool:
-        return any(e.kind == "subscribed" and e.url == server.url for e in self.events)
-
-    async def until(self, predicate, what, timeout=30.0):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if self.task.done():
-                self.task.result()  # raises what stopped the tail
-            assert loop.time() < deadline, f"timed out waiting for {what}; events: {self.events}"
-            await asyncio.sleep(0.05)
-
-    async def stop(self):
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
 
 def layer_redis():
@@ -121,7 +87,7 @@ async def test_after_kill_9_every_acknowledged_message_arrives_once_and_in_order
     )()
     assert stored == acked
 
-    # The dead process's channels stay in the room group until group expiry (a day). Fill its
+    # The dead process's channels stay in the room group until group expiry (30 minutes). Fill its
     # inbox to the layer's capacity: further sends must skip it, not fail or block.
     assert doomed_channels and doomed_channels <= group_members(general.pk)
     inbox = inbox_key(next(iter(doomed_channels)))

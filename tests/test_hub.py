@@ -170,3 +170,29 @@ async def test_a_socket_removed_then_re_added_is_not_unsubscribed_by_the_old_cha
     posted = await post(alice, "general", "still here")
     assert (await socket.receive_json_from())["message"]["id"] == posted.message["id"]
     await socket.disconnect()
+
+
+async def test_a_room_whose_group_membership_was_lost_is_joined_again_when_its_feed_falls_behind(
+    alice, bob, general, monkeypatch
+):
+    """A layer shard that restarted empty, or failed over before replicating, forgets this
+    process's membership of a room's group without any error reaching this process (its own
+    channel may live on another shard). The room-head check reads the lost message from the
+    database, and the hub joins the group again, so the next message is live, not polled."""
+    socket = await subscribed(bob)
+    layer, hub, group = get_channel_layer(), current_hub(), room_group(general.pk)
+    # Every event goes through the layer, as it does from another process.
+    monkeypatch.setattr(room_events, "_local_handler", lambda event: False)
+    await layer.group_discard(group, hub.channel)  # the membership is gone
+
+    lost = await post(alice, "general", "sent to nobody")
+
+    frame = await socket.receive_json_from(timeout=2.5)  # read from the database
+    assert frame["message"]["id"] == lost.message["id"]
+    await asyncio.sleep(0.1)  # the re-join runs beside the gap-fill
+    assert hub.channel in layer.groups.get(group, {})
+    live_one = await post(alice, "general", "through the layer again")
+    started = asyncio.get_running_loop().time()
+    assert (await socket.receive_json_from(timeout=2))["message"]["id"] == live_one.message["id"]
+    assert asyncio.get_running_loop().time() - started < 0.5  # not the 1-2 s of the head check
+    await socket.disconnect()

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from foundation import env
+from live.layer_link import GROUP_REFRESH
 from tests.server import ROOT
 
 STRONG_KEY = "k" * 20 + "0123456789abcdefghijABCDEFGHIJ-_"
@@ -56,9 +57,8 @@ def test_trusted_proxies_must_be_cidrs(environ):
 
 def boot(**overrides) -> subprocess.CompletedProcess:
     """Load the settings in a fresh interpreter with exactly this environment."""
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("NATIVE_", "DATABASE_URL", "REDIS_URL"))
-    }
+    ours = ("NATIVE_", "DATABASE_URL", "REDIS_URL", "REDIS_LAYER_URLS")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
     for name in ("DEBUG", "SECRET_KEY"):
         if name not in overrides:
@@ -86,6 +86,9 @@ def test_with_no_environment_it_runs_embedded_on_sqlite():
         ({"NATIVE_TOKEN_TTL": "30 days"}, "NATIVE_TOKEN_TTL must be an integer"),
         ({"NATIVE_RATE_CHALLENGE": "twenty"}, "NATIVE_RATE_CHALLENGE must look like"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with"),
+        # Every other malformed Redis URL: tests/test_redis_urls.py, without a process each.
+        ({"REDIS_URL": "redis+sentinel://10.0.0.1:26379"}, "the master name is missing"),
+        ({"REDIS_LAYER_URLS": "redis://127.0.0.1:6379/1"}, "REDIS_LAYER_URLS is set without REDIS_URL"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a usable database URL"),
     ],
 )
@@ -99,7 +102,8 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_redis():
     code = (
         "import django; django.setup(); from django.conf import settings as s;"
         "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['CONN_HEALTH_CHECKS'],"
-        " s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'])"
+        " s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'],"
+        " s.CHANNEL_LAYERS['default']['CONFIG']['group_expiry'])"
     )
     environment = {
         **os.environ,
@@ -110,12 +114,38 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_redis():
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
     )
-    assert result.stdout.split() == [
+    *backends, group_expiry = result.stdout.split()
+    assert backends == [
         "django.db.backends.postgresql",
         "True",
-        "channels_redis.core.RedisChannelLayer",
+        "foundation.channel_layer.RedisChannelLayer",
         "django.core.cache.backends.redis.RedisCache",
     ]
+    # A live process renews its memberships every GROUP_REFRESH: one missed renewal must not
+    # drop them; a gone process's expire within the hour, not channels-redis's default day.
+    assert 2 * GROUP_REFRESH < int(group_expiry) <= 3600
+
+
+def test_a_sentinel_url_and_layer_shards_reach_the_cache_and_the_layer():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s;"
+        "print(s.CACHES['default']['LOCATION']);"
+        "hosts = s.CHANNEL_LAYERS['default']['CONFIG']['hosts'];"
+        "print([h.get('address') or h['master_name'] for h in hosts])"
+    )
+    sentinel = "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/native/1"
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "REDIS_URL": sentinel,
+        "REDIS_LAYER_URLS": f"redis://10.0.0.9:6379/0,{sentinel.replace('native', 'layer')}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    location, hosts = result.stdout.splitlines()
+    assert location == repr([sentinel])  # one server, not three split at the commas
+    assert hosts == repr(["redis://10.0.0.9:6379/0", "layer"])  # a plain shard, a Sentinel one
 
 
 def test_the_production_configuration_passes_check_deploy():

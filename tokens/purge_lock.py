@@ -73,9 +73,9 @@ class RedisLock:
     description = "Redis lock"
 
     def __init__(self):
-        import redis
+        from foundation import redis_urls
 
-        self._client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        self._client = redis_urls.client(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         self._lock = self._client.lock(f"{settings.REDIS_PREFIX}:purge_tokens:lock", timeout=LOCK_TTL)
 
     def acquire(self) -> bool:
