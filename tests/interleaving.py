@@ -493,7 +493,13 @@ class Run:
                         f"{where}: {len(late)} frame(s) later than the bound after its right ended"
                     )
             elif at + CLIENT_SLACK < opened < back:
-                accepted = [e for e in record["events"] if e.kind == "recv" and e.data["type"] != "error"]
-                if accepted or closed is None or closed[1] not in (4401, 4403, 1013, -1):
+                # Verified after the right ended: refused, unless it was given back before the
+                # verification (which happened between the connect and the hello).
+                hello = next(
+                    (e.t for e in record["events"] if e.kind == "recv" and e.data["type"] == "hello"), None
+                )
+                if hello is not None and hello < back:
+                    problems.append(f"{where}: accepted (hello) while its right was gone")
+                elif hello is None and (closed is None or closed[1] not in (4401, 4403, 1013, -1)):
                     problems.append(f"{where}: opened while its right was gone, and not refused ({closed})")
         return problems
