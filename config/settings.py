@@ -298,7 +298,13 @@ STORAGES = {
 # Read where they are used (django.conf.settings.NATIVE_...), so tests can override them.
 NATIVE_TOKEN_TTL = env_int("NATIVE_TOKEN_TTL", 30 * 86400, minimum=60)
 NATIVE_SERVICE_TOKEN_TTL = env_int("NATIVE_SERVICE_TOKEN_TTL", 2 * 3600, minimum=1)
-NATIVE_SERVICE_TOKEN_MAX_TTL = env_int("NATIVE_SERVICE_TOKEN_MAX_TTL", 30 * 86400, minimum=1)
+# No service token may live longer than the ceiling, whatever NATIVE_SERVICE_TOKEN_MAX_TTL was when
+# it was minted: purge_tokens keeps per-user floors and deny-list entries that long (tokens.purge),
+# so raising the maximum again after lowering it cannot bring a revoked token back.
+NATIVE_SERVICE_TOKEN_LIFETIME_CEILING = 365 * 86400
+NATIVE_SERVICE_TOKEN_MAX_TTL = env_int(
+    "NATIVE_SERVICE_TOKEN_MAX_TTL", 30 * 86400, minimum=1, maximum=NATIVE_SERVICE_TOKEN_LIFETIME_CEILING
+)
 NATIVE_CHALLENGE_TTL = 60
 NATIVE_TICKET_TTL = 30
 NATIVE_SIGNATURE_NAMESPACE = env_str("NATIVE_SIGNATURE_NAMESPACE", "native-api-login")

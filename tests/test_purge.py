@@ -489,7 +489,7 @@ def test_it_purges_the_change_log_past_its_retention_and_spent_floors(alice, set
     Change.objects.filter(seq=old).update(created_at=timezone.now() - timedelta(seconds=61))
     ServerProcess.objects.create(name="gone:1", seen_at=timezone.now() - timedelta(days=2))
     ServerProcess.objects.create(name="alive:2")
-    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL + settings.NATIVE_PURGE_GRACE)
+    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_LIFETIME_CEILING + settings.NATIVE_PURGE_GRACE)
     CredentialFloor.objects.create(user=alice, not_before=timezone.now() - longest - timedelta(seconds=5))
 
     report = purge()

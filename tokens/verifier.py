@@ -16,6 +16,7 @@ from tokens.denylist import denylist
 from tokens.exceptions import (
     ExpiredCredential,
     InactiveUser,
+    LifetimeExceeded,
     MalformedCredential,
     RevokedCredential,
     UnknownCredential,
@@ -122,6 +123,10 @@ def _check_service_jti(
 ) -> Credential:
     if expires_at <= timezone.now():
         raise ExpiredCredential()
+    # Lowering NATIVE_SERVICE_TOKEN_MAX_TTL shortens every life; and since no token lives past
+    # the ceiling, purging the floors and deny-list rows after it never revives one (tokens.purge).
+    if issued_at is None or expires_at - issued_at > timedelta(seconds=service_tokens.longest_lifetime()):
+        raise LifetimeExceeded()
     if denylist.refuses(jti, user.pk, issued_at, (head[0] or "", head[1] or 0)):
         raise RevokedCredential()
     _check_user(user)
