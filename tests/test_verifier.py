@@ -1,9 +1,10 @@
-"""Service tokens against the two lines that kill them without a row: the per-user floor of
-``revoke_user_tokens`` and NATIVE_SERVICE_TOKEN_MAX_TTL.
+"""The verifier against the lines that kill credentials without touching their row: the per-user
+floor of ``revoke_user_tokens`` (service tokens, and native tokens whose row it could not see)
+and NATIVE_SERVICE_TOKEN_MAX_TTL.
 
-alice's tokens meet the floor; bob's meet the deny-list. Tokens "of an earlier version" are
-built here with the signing salt, the way older code minted them (``iat`` in whole seconds, or
-no ``iat`` at all).
+alice's tokens meet the floor; bob's meet the deny-list. Service tokens "of an earlier version"
+are built here with the signing salt, the way older code minted them (``iat`` in whole seconds,
+or no ``iat`` at all).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -75,6 +76,25 @@ def test_an_older_token_with_whole_second_iat_is_refused_anywhere_in_the_floors_
         with pytest.raises(RevokedCredential):
             verify_bearer(same_second)
         assert verify_bearer(next_second).user == alice
+
+
+def test_a_native_token_created_before_its_users_floor_is_refused_though_its_row_was_not_revoked(alice):
+    """A login that commits just after revoke_user_tokens read the user's tokens leaves a row it
+    never revoked; the floor still refuses it, as it already closed its sockets (live.poller)."""
+    from tests.conftest import bearer
+    from tokens.models import NativeToken
+
+    raced = bearer(alice)
+    ticket = mint_ticket(verify_bearer(raced))
+    floor_at(alice, timezone.now())
+    later = bearer(alice)
+
+    with pytest.raises(RevokedCredential):
+        verify_bearer(raced)
+    with pytest.raises(RevokedCredential):
+        consume_ticket(ticket)
+    assert verify_bearer(later).user == alice
+    assert [t.digest for t in NativeToken.objects.live()] == [verify_bearer(later).native_token.digest]
 
 
 # --- the maximum lifetime ---------------------------------------------------------------------
