@@ -9,15 +9,6 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
-class LoginNonceQuerySet(models.QuerySet):
-    def claim(self, nonce_digest: str) -> bool:
-        now = timezone.now()
-        return bool(self.filter(digest=nonce_digest, used_at=None, expires_at__gt=now).update(used_at=now))
-
-    def pending(self):
-        return self.filter(used_at=None, expires_at__gt=timezone.now())
-
-
 class WsTicketQuerySet(models.QuerySet):
     def claim(self, ticket_digest: str, **annotations):
         """Mark the ticket used and return it, or None if it is unknown, used or expired."""

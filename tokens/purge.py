@@ -107,7 +107,11 @@ def dead_tickets(cut: Cutoffs):
 
 
 def dead_nonces(cut: Cutoffs):
-    return LoginNonce.objects.filter(Q(expires_at__lte=cut.now) | Q(used_at__isnull=False))
+    # The record of a used nonce is what makes it single-use (tokens.challenges): it must stay
+    # while the nonce could still be accepted. One more lifetime past its expiry covers clock
+    # skew between the processes that check expiry and this one.
+    margin = timedelta(seconds=settings.NATIVE_CHALLENGE_TTL)
+    return LoginNonce.objects.filter(expires_at__lte=cut.now - margin)
 
 
 def _token_is_dead(cut: Cutoffs) -> Q:
