@@ -356,6 +356,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default configuration gives "django" (request warnings such as "Not Found:
+        # /path", with DEBUG) and "django.server" handlers of their own, without our filter:
+        # send them through the root's redacting handler only.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         # Keep third-party chatter at INFO even when our own code logs at DEBUG.
         "daphne": {"level": "INFO"},
         "asyncio": {"level": "WARNING"},
