@@ -51,8 +51,8 @@ class Credential:
     user: object
     expires_at: datetime
     native_token: NativeToken | None = None
-    # When the credential was minted (a native token's created_at, a service token's iat);
-    # None for a service token minted before iat existed.
+    # When the credential was minted (a native token's created_at, a service token's iat, to
+    # the microsecond); the verifier refuses a service token without iat, so it is always set.
     issued_at: datetime | None = None
 
     @property
