@@ -298,7 +298,13 @@ STORAGES = {
 # Read where they are used (django.conf.settings.NATIVE_...), so tests can override them.
 NATIVE_TOKEN_TTL = env_int("NATIVE_TOKEN_TTL", 30 * 86400, minimum=60)
 NATIVE_SERVICE_TOKEN_TTL = env_int("NATIVE_SERVICE_TOKEN_TTL", 2 * 3600, minimum=1)
-NATIVE_SERVICE_TOKEN_MAX_TTL = env_int("NATIVE_SERVICE_TOKEN_MAX_TTL", 30 * 86400, minimum=1)
+# No service token may live longer than the ceiling, whatever NATIVE_SERVICE_TOKEN_MAX_TTL was when
+# it was minted: purge_tokens keeps per-user floors and deny-list entries that long (tokens.purge),
+# so raising the maximum again after lowering it cannot bring a revoked token back.
+NATIVE_SERVICE_TOKEN_LIFETIME_CEILING = 365 * 86400
+NATIVE_SERVICE_TOKEN_MAX_TTL = env_int(
+    "NATIVE_SERVICE_TOKEN_MAX_TTL", 30 * 86400, minimum=1, maximum=NATIVE_SERVICE_TOKEN_LIFETIME_CEILING
+)
 NATIVE_CHALLENGE_TTL = 60
 NATIVE_TICKET_TTL = 30
 NATIVE_SIGNATURE_NAMESPACE = env_str("NATIVE_SIGNATURE_NAMESPACE", "native-api-login")
@@ -325,7 +331,6 @@ NATIVE_TRUSTED_PROXIES = env_networks("NATIVE_TRUSTED_PROXIES")
 NATIVE_IP_RETENTION_DAYS = env_int("NATIVE_IP_RETENTION_DAYS", 30)
 NATIVE_PURGE_INTERVAL = env_int("NATIVE_PURGE_INTERVAL", 3600)
 NATIVE_PURGE_GRACE = env_int("NATIVE_PURGE_GRACE", 3600)
-NATIVE_MAX_PENDING_NONCES = env_int("NATIVE_MAX_PENDING_NONCES", 100_000, minimum=1)
 NATIVE_MAX_PENDING_TICKETS_PER_USER = env_int("NATIVE_MAX_PENDING_TICKETS_PER_USER", 100, minimum=1)
 NATIVE_RATE_CHALLENGE = env_rate("NATIVE_RATE_CHALLENGE", "20/m")
 NATIVE_RATE_TOKEN_IP = env_rate("NATIVE_RATE_TOKEN_IP", "10/m")
@@ -351,6 +356,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default configuration gives "django" (request warnings such as "Not Found:
+        # /path", with DEBUG) and "django.server" handlers of their own, without our filter:
+        # send them through the root's redacting handler only.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         # Keep third-party chatter at INFO even when our own code logs at DEBUG.
         "daphne": {"level": "INFO"},
         "asyncio": {"level": "WARNING"},

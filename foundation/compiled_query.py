@@ -22,11 +22,13 @@ class _Plan:
     order: tuple  # for each SQL parameter, which of first()'s values it is
     converters: dict  # column index -> (converter functions, expression), as the ORM has them
     models: tuple  # (model, attnames, column indexes, relation name or None), outermost first
+    annotations: tuple  # (name, column index): set on the outermost instance, as the ORM does
 
 
 class CompiledLookup:
     """``build(*marks)`` → a queryset of at most one row that uses each mark once as a query
-    parameter (``select_related`` of single-valued relations allowed); ``first(*values)`` → the
+    parameter (``select_related`` of single-valued relations and ``annotate`` allowed, the
+    annotations' own parameters being marks too, or none); ``first(*values)`` → the
     instance for those values, or None. A mark must be a value of the field's type that no
     caller would pass (the default is one string, for a text column)."""
 
@@ -54,6 +56,8 @@ class CompiledLookup:
                 root = instance
             else:
                 setattr(root, relation, instance)
+        for name, index in plan.annotations:
+            setattr(root, name, row[index])
         return root
 
     def _compile(self, using: str) -> _Plan:
@@ -74,7 +78,8 @@ class CompiledLookup:
                     (related["model"], *_columns(select, related["select_fields"]), related["field"].name)
                 )
             converters = compiler.get_converters([column for column, _, _ in select])
-            plan = self._plans[using] = _Plan(sql, order, converters, tuple(models))
+            annotations = tuple(compiler.annotation_col_map.items())
+            plan = self._plans[using] = _Plan(sql, order, converters, tuple(models), annotations)
             return plan
 
 

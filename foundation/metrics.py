@@ -122,7 +122,6 @@ LIMITS = frozenset(
         "ws-ticket",
         "ws-connect",
         "ws-frames",
-        "pending-nonces",
         "pending-tickets",
     }
 )

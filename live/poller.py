@@ -80,7 +80,7 @@ class LoggedChange:
             return None
         if kind == K.USER_FLOOR:
             issued = socket.issued_at
-            return verdicts.REVOKED if issued is None or issued < self._not_before else None
+            return verdicts.REVOKED if issued is None or issued <= self._not_before else None
         if kind == K.USER_DELETED or (kind == K.USER_DISABLED and self.user_state == "deleted"):
             return verdicts.REVOKED
         if kind == K.USER_DISABLED and self.user_state == "inactive":

@@ -38,7 +38,7 @@ from rooms.serializers import user_dict
 from rooms.visibility import NotAllowed, is_member, message_filter, room_for_member
 from tokens.crypto import public_id
 from tokens.exceptions import AuthenticationFailed, InactiveUser
-from tokens.verifier import consume_ticket, still_valid, verify_bearer
+from tokens.verifier import consume_ticket, recheck, verify_bearer
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +204,16 @@ class NativeSocket:
         self.hub.register(self)
         # A change that committed while we verified may have been applied before we registered.
         replayed = self.hub.replay(self, since)
-        if replayed is None and not await database_sync_to_async(still_valid)(credential):
-            return self.close(Close.UNAUTHORIZED, "revoked")
+        if replayed is None:  # the hub cannot say what it applied meanwhile: ask the database
+            try:
+                await database_sync_to_async(recheck)(credential)
+            except InactiveUser:
+                return self.close(Close.FORBIDDEN, "inactive")
+            except AuthenticationFailed:
+                return self.close(Close.UNAUTHORIZED, "revoked")
+            except UNAVAILABLE_ERRORS:
+                logger.warning("websocket auth failed: a dependency is unavailable")
+                return self.close(Close.UNAVAILABLE, "unavailable")
         if self.closed:
             return
         self._cancel_timer()

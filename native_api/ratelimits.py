@@ -13,7 +13,6 @@ After a failure the cache is left alone for CACHE_RETRY_AFTER seconds, so that a
 costs one socket timeout per process, not one per request.
 """
 
-import contextlib
 import logging
 import math
 import time
@@ -45,7 +44,6 @@ FAIL_CLOSED = {"challenge", "token-ip", "token-key"}
 # Limits that count failures and then lock the bucket: the count reaching the limit blocks.
 LOCKOUTS = {"auth-failures"}
 CACHE_RETRY_AFTER = 3.0
-NONCE_SLOTS = 6  # the pending-nonce window is cut into this many cache counters
 LOGIN_UNAVAILABLE = "Login is temporarily unavailable (the rate-limit store is unreachable); retry later."
 
 _cache_down_until = 0.0
@@ -156,39 +154,6 @@ def frame_rate() -> tuple[float, int]:
 
 
 # --- caps on stored state ---------------------------------------------------------------------
-
-
-def admit_nonce() -> None:
-    """Count one challenge against NATIVE_MAX_PENDING_NONCES, or raise the contract's 503.
-
-    A nonce can only be pending if it was issued within the last NATIVE_CHALLENGE_TTL seconds,
-    so the number issued in that window, kept in a few time-slot counters in the shared cache,
-    is an upper bound on the pending ones: one INCR and one MGET per challenge, never a COUNT
-    over the nonce table. Used nonces are not subtracted; the bound errs on the safe side.
-    """
-    ttl = settings.NATIVE_CHALLENGE_TTL
-    width = max(1, math.ceil(ttl / NONCE_SLOTS))
-    now = int(time.time())
-    current = now // width
-    # Slots overlapping (now - ttl, now]: every nonce issued there may still be pending.
-    keys = [f"native:pending-nonces:{slot}" for slot in range((now - ttl) // width, current + 1)]
-    if _cache_is_down():
-        raise _login_unavailable()
-    try:
-        count = counters.incr(keys[-1], ttl=ttl + 2 * width)
-        earlier = cache.get_many(keys[:-1])
-    except Exception as exc:
-        _cache_failed("pending-nonces", exc)
-        raise _login_unavailable() from None
-    if count + sum(earlier.values()) > settings.NATIVE_MAX_PENDING_NONCES:
-        # A refused challenge left no nonce behind; if this fails the slot overstates by one.
-        with contextlib.suppress(Exception):
-            counters.incr(keys[-1], ttl=ttl + 2 * width, delta=-1)
-        logger.warning("pending-nonce cap reached: challenges refused")
-        metrics.rate_limited("pending-nonces")
-        raise ApiError(
-            503, "Too many logins are in progress; retry shortly.", retry_after=width - now % width
-        )
 
 
 def enforce_ticket_cap(user) -> None:

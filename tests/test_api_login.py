@@ -30,13 +30,21 @@ def post_token(client, body, **extra):
     return client.post("/api/native/token", body, content_type="application/json", **extra)
 
 
-def test_the_challenge_is_a_fresh_256_bit_nonce_stored_only_as_a_digest(client):
-    first, second = challenge(client), challenge(client)
+def test_the_challenge_is_a_fresh_256_bit_nonce_and_costs_no_query(client, django_assert_num_queries):
+    with django_assert_num_queries(0):  # stateless (tokens.challenges): nothing to fill up
+        first, second = challenge(client), challenge(client)
     assert first["nonce"] != second["nonce"]
     assert len(first["nonce"]) >= 43 and first["expires_in"] == 60
     assert first["namespace"] == "native-api-login"
-    stored = list(LoginNonce.objects.values_list("digest", flat=True))
-    assert first["nonce"] not in stored and len(stored) == 2
+    assert not LoginNonce.objects.exists()
+
+
+def test_a_used_nonce_is_recorded_only_as_a_digest(client, alice, keys):
+    body = body_for(client, keys["alice"])
+    assert post_token(client, body).status_code == 201
+    (stored,) = LoginNonce.objects.values_list("digest", flat=True)
+    random_part = body["nonce"].split(".")[0]
+    assert len(stored) == 64 and random_part not in stored and random_part[:8] not in stored
 
 
 def test_alice_logs_in_with_her_ed25519_key_and_gets_a_token_once(client, alice, keys):
@@ -86,14 +94,18 @@ def test_a_nonce_that_was_never_issued_is_refused(client, alice, keys):
     assert post_token(client, body).status_code == 401
 
 
-def test_an_expired_nonce_is_refused(client, alice, keys):
+def test_an_expired_nonce_is_refused(client, alice, keys, monkeypatch):
     from datetime import timedelta
 
     from django.utils import timezone
 
+    from tokens import challenges
+
     body = body_for(client, keys["alice"])
-    LoginNonce.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    later = timezone.now() + timedelta(seconds=60)
+    monkeypatch.setattr(challenges, "_now", lambda: later)
     assert post_token(client, body).status_code == 401
+    assert not LoginNonce.objects.exists()  # refused before any write
 
 
 def test_a_signature_by_another_key_is_refused(client, alice, bob, keys):

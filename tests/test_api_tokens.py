@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from foundation.timestamps import isoformat
 from tests.conftest import auth_header, bearer
 from tokens.models import NativeToken
 
@@ -75,7 +76,7 @@ def test_a_service_token_has_the_same_token_info_fields_with_null_where_they_do_
         "device_name": "deploy-bot",
         "user_agent": None,
         "created_ip": None,
-        "created_at": claims.issued_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "created_at": isoformat(claims.issued_at),  # to the millisecond (iat_us), like a native token
         "last_used_at": None,
         "expires_at": claims.expires_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         "current": True,

@@ -4,12 +4,13 @@ from unittest import mock
 
 import pytest
 from django.db.models.sql.compiler import SQLCompiler
+from django.utils import timezone
 
 from foundation.compiled_query import CompiledLookup
 from tests.conftest import bearer
 from tokens import crypto
 from tokens.models import NativeToken
-from tokens.verifier import _token_by_digest, verify_bearer
+from tokens.verifier import _native_tokens, _token_by_digest, verify_bearer
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +29,16 @@ def test_the_token_and_its_user_match_what_the_orm_loads(alice):
     assert token.created_at.tzinfo is not None and token.expires_at.tzinfo is not None
     assert not token._state.adding and not token.user._state.adding
     assert token.user.username == "alice"
+
+
+def test_annotations_come_back_on_the_instance_as_the_orm_sets_them(alice):
+    from tokens.models import CredentialFloor
+
+    raw = bearer(alice)
+    assert _token_by_digest.first(crypto.digest(raw)).user_floor is None
+    CredentialFloor.objects.create(user=alice, not_before=timezone.now())
+    expected = _native_tokens().get(digest=crypto.digest(raw)).user_floor
+    assert _token_by_digest.first(crypto.digest(raw)).user_floor == expected is not None
 
 
 def test_an_unknown_digest_finds_nothing(alice):

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import transaction
 from django.utils import timezone
 
 from tests.comm import closed_with, hello, open_socket
@@ -11,6 +12,7 @@ from tests.conftest import bearer
 from tokens.crypto import digest
 from tokens.models import NativeToken, WsTicket
 from tokens.revocation import revoke_native_tokens
+from tokens.service_tokens import mint
 from tokens.tickets import mint_ticket
 from tokens.verifier import verify_bearer
 
@@ -179,3 +181,95 @@ async def test_revoking_one_token_leaves_the_users_other_sockets_open(alice):
     await second.send_json_to({"type": "ping", "ref": "still-there"})
     assert await second.receive_json_from(timeout=2) == {"type": "pong", "ref": "still-there"}
     await second.disconnect()
+
+
+# --- a change committed while the socket was still verifying ------------------------------------
+# The hub applies each change to the sockets registered at that moment; a socket that was still
+# verifying replays the changes it missed from the hub's recent list, and when that list cannot
+# answer (too far behind, or the log was reset) the verifier re-checks its credential against the
+# database (tokens.verifier.recheck). These tests force that last path.
+
+
+@pytest.fixture
+def replay_cannot_answer(monkeypatch):
+    from live.hub import Hub
+
+    monkeypatch.setattr(Hub, "replay", lambda self, socket, since: None)
+
+
+def change_while_verifying(monkeypatch, change):
+    """Make ``change()`` (which records a change in the log) happen after the socket's credential
+    was verified and before it registers, and wait until the hub has applied it: the live path
+    cannot see this socket, only the re-check can."""
+    import time
+
+    from foundation.changelog import head_position
+    from live.hub import current_hub
+    from native_api import consumer
+
+    verify = consumer.admit
+
+    def admit_then_change(*args):
+        credential = verify(*args)
+        change()
+        _, seq = head_position()
+        deadline = time.monotonic() + 5
+        while current_hub().position()[1] < seq:
+            assert time.monotonic() < deadline, "the hub did not apply the change"
+            time.sleep(0.01)
+        return credential
+
+    monkeypatch.setattr(consumer, "admit", admit_then_change)
+
+
+async def refused_before_hello(communicator) -> tuple[int, str]:
+    """The close code and reason, when the socket closes without ever saying hello."""
+    output = await communicator.receive_output(timeout=5)
+    assert output["type"] == "websocket.close", f"expected a close, got {output}"
+    return output.get("code"), output.get("reason", "")
+
+
+@pytest.mark.parametrize("kind", ["native", "service"])
+async def test_a_user_deactivated_while_their_socket_verifies_is_closed_4403(
+    alice, monkeypatch, replay_cannot_answer, kind
+):
+    raw = await database_sync_to_async(bearer if kind == "native" else lambda u: mint(u)[0])(alice)
+
+    def deactivate():
+        alice.is_active = False
+        alice.save()
+
+    change_while_verifying(monkeypatch, deactivate)
+    communicator = await open_socket(headers=[(b"authorization", f"Bearer {raw}".encode())])
+    assert await refused_before_hello(communicator) == (4403, "inactive")
+
+
+async def test_a_user_deleted_while_their_service_token_socket_verifies_is_closed_4401(
+    alice, monkeypatch, replay_cannot_answer
+):
+    raw, _ = await database_sync_to_async(mint)(alice)
+    change_while_verifying(monkeypatch, alice.delete)
+    communicator = await open_socket(headers=[(b"authorization", f"Bearer {raw}".encode())])
+    assert await refused_before_hello(communicator) == (4401, "revoked")
+
+
+async def test_a_floor_set_while_a_native_token_socket_verifies_closes_it_4401(
+    alice, monkeypatch, replay_cannot_answer
+):
+    """revoke_user_tokens revokes native tokens row by row; its floor also refuses one whose row it
+    could not see (a login that committed just after it read the rows)."""
+    from foundation.changelog import record
+    from foundation.models import Change
+    from tokens.models import CredentialFloor
+
+    raw = await database_sync_to_async(bearer)(alice)
+
+    def floor_only():
+        with transaction.atomic():
+            now = timezone.now()
+            CredentialFloor.objects.create(user=alice, not_before=now)
+            record(Change.Kind.USER_FLOOR, [{"user": alice.pk, "not_before": now.isoformat()}])
+
+    change_while_verifying(monkeypatch, floor_only)
+    communicator = await open_socket(headers=[(b"authorization", f"Bearer {raw}".encode())])
+    assert await refused_before_hello(communicator) == (4401, "revoked")

@@ -30,7 +30,7 @@ from tests.server import (
     free_port,
     start_server,
 )
-from tests.ssh_helpers import public_key_line
+from tests.ssh_helpers import public_key_line, sign
 from tokens import crypto
 
 pytestmark = pytest.mark.e2e
@@ -133,6 +133,41 @@ def test_the_token_endpoint_is_limited_per_client_ip(limited_server):
     assert [httpx.post(url, json={}, headers=via("198.51.100.30")).status_code for _ in range(3)] == [400] * 3
     assert_rate_limited(httpx.post(url, json={}, headers=via("198.51.100.30")))
     assert httpx.post(url, json={}, headers=via("198.51.100.31")).status_code == 400
+
+
+def test_one_ipv6_slash_48_cannot_shut_other_networks_out_of_login(server_factory, alice, keys):
+    """Per-address limits count a /64, so one /48 holds 65,536 buckets. Challenges keep no state
+    (tokens.challenges): however many of them that /48 takes, no shared pool runs dry, and a
+    client of another network still gets a challenge and logs in. Earlier versions capped
+    pending nonces globally (NATIVE_MAX_PENDING_NONCES, 100,000): a small cap here made the
+    attack take 60 requests instead of 100,000; the setting is gone and changes nothing."""
+    server = server_factory(
+        env={
+            "NATIVE_TRUSTED_PROXIES": "127.0.0.1/32",
+            "NATIVE_RATE_CHALLENGE": "5/m",
+            "NATIVE_RATE_TOKEN_IP": "5/m",
+            "NATIVE_MAX_PENDING_NONCES": "40",
+        },
+        name="slash-48",
+    )
+    url = f"{server.url}/api/native/challenge"
+    with httpx.Client() as client:
+        attack = [  # 12 /64s of 2001:db8:48::/48, each up to its limit and one more
+            [client.get(url, headers=via(f"2001:db8:48:{subnet:x}::1")).status_code for _ in range(6)]
+            for subnet in range(12)
+        ]
+
+    other = via("2001:db8:99::7")  # another network
+    challenge = httpx.get(url, headers=other)
+    assert challenge.status_code == 200, challenge.text
+    nonce, namespace = challenge.json()["nonce"], challenge.json()["namespace"]
+    body = {
+        "public_key": public_key_line(keys["alice"]),
+        "nonce": nonce,
+        "signature": sign(keys["alice"], nonce.encode(), namespace),
+    }
+    assert httpx.post(f"{server.url}/api/native/token", json=body, headers=other).status_code == 201
+    assert attack == [[200] * 5 + [429]] * 12  # the per-/64 limit still holds
 
 
 def test_the_token_endpoint_is_limited_per_key_fingerprint_from_any_address(limited_server, alice, keys):

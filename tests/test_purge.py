@@ -4,6 +4,7 @@ alice owns every credential here; "live" rows must survive every purge untouched
 """
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ def make_ticket(user, token=None, **fields):
 
 def make_nonce(**fields):
     values = {
-        "digest": crypto.digest(crypto.random_nonce()),
+        "digest": crypto.digest(secrets.token_urlsafe(32)),
         "expires_at": timezone.now() + timedelta(seconds=60),
     }
     return LoginNonce.objects.create(**{**values, **fields})
@@ -182,15 +183,18 @@ def test_it_deletes_expired_and_used_tickets_and_keeps_pending_ones(alice):
     assert set(WsTicket.objects.values_list("pk", flat=True)) == {pending.pk, pending_service.pk}
 
 
-def test_it_deletes_expired_and_used_nonces_and_keeps_pending_ones(db):
-    pending = make_nonce()
-    make_nonce(expires_at=ago(timedelta(seconds=1)))
-    make_nonce(used_at=timezone.now())
+def test_it_keeps_the_record_of_a_used_nonce_until_the_nonce_could_no_longer_be_accepted(db):
+    """The record is what makes the nonce single-use (tokens.challenges): it stays while the
+    nonce lives, and one more lifetime for clock skew between processes."""
+    used = make_nonce(used_at=timezone.now())
+    just_expired = make_nonce(used_at=ago(HOUR), expires_at=ago(timedelta(seconds=30)))
+    make_nonce(used_at=ago(HOUR), expires_at=ago(timedelta(seconds=61)))
+    make_nonce(expires_at=ago(HOUR))  # stored unused by an earlier version
 
     report = purge()
 
     assert report.rows("nonces") == 2
-    assert list(LoginNonce.objects.values_list("pk", flat=True)) == [pending.pk]
+    assert set(LoginNonce.objects.values_list("pk", flat=True)) == {used.pk, just_expired.pk}
 
 
 def test_it_deletes_deny_list_entries_only_once_their_token_could_no_longer_be_valid(alice, settings):
@@ -489,7 +493,7 @@ def test_it_purges_the_change_log_past_its_retention_and_spent_floors(alice, set
     Change.objects.filter(seq=old).update(created_at=timezone.now() - timedelta(seconds=61))
     ServerProcess.objects.create(name="gone:1", seen_at=timezone.now() - timedelta(days=2))
     ServerProcess.objects.create(name="alive:2")
-    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL + settings.NATIVE_PURGE_GRACE)
+    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_LIFETIME_CEILING + settings.NATIVE_PURGE_GRACE)
     CredentialFloor.objects.create(user=alice, not_before=timezone.now() - longest - timedelta(seconds=5))
 
     report = purge()

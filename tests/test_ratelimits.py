@@ -285,29 +285,6 @@ def test_unused_tickets_per_user_are_capped(settings, client, alice, bob):
     assert client.post("/api/native/ws-ticket", **alice_header).status_code == 201  # nor expired ones
 
 
-@pytest.mark.django_db
-def test_pending_nonces_are_capped_globally(settings, client, clock):
-    settings.NATIVE_MAX_PENDING_NONCES = 3
-    assert [get_challenge(client, ip=f"198.51.100.{i}").status_code for i in range(3)] == [200] * 3
-    refused = get_challenge(client, ip="198.51.100.77")
-    assert refused.status_code == 503 and refused.json()["error"] == "unavailable"
-    assert refused["Retry-After"].isdigit()
-    clock.advance(30)
-    assert get_challenge(client, ip="198.51.100.78").status_code == 503  # the three may still be pending
-    clock.advance(settings.NATIVE_CHALLENGE_TTL)
-    assert get_challenge(client, ip="198.51.100.79").status_code == 200
-
-
-@pytest.mark.django_db
-def test_refused_challenges_do_not_use_up_the_nonce_cap(settings, client, clock):
-    settings.NATIVE_MAX_PENDING_NONCES = 2
-    get_challenge(client), get_challenge(client)
-    for _ in range(5):
-        assert get_challenge(client).status_code == 503
-    settings.NATIVE_MAX_PENDING_NONCES = 3
-    assert get_challenge(client).status_code == 200
-
-
 # --- the cache fails --------------------------------------------------------------------------
 
 
@@ -343,11 +320,6 @@ def test_authenticated_limits_fail_open_when_the_cache_is_down(cache_down, clien
     assert client.get("/api/native/me", **good).status_code == 200
     assert client.post("/api/native/ws-ticket", **good).status_code == 201
     assert client.get("/api/native/me", **auth_header("nat_garbage")).status_code == 401
-
-
-def test_the_nonce_cap_fails_closed_even_with_the_challenge_limit_off(cache_down, settings, client, db):
-    settings.NATIVE_RATE_CHALLENGE = None
-    assert get_challenge(client).status_code == 503
 
 
 # --- garbage tokens cost no query ---------------------------------------------------------------

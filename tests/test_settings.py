@@ -84,6 +84,10 @@ def test_with_no_environment_it_runs_embedded_on_sqlite():
         ({"DEBUG": "false", "SECRET_KEY": "django-insecure-" + "x" * 60}, "SECRET_KEY is too weak"),
         ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
         ({"NATIVE_TOKEN_TTL": "30 days"}, "NATIVE_TOKEN_TTL must be an integer"),
+        (
+            {"NATIVE_SERVICE_TOKEN_MAX_TTL": str(366 * 86400)},
+            "NATIVE_SERVICE_TOKEN_MAX_TTL must be <= 31536000",
+        ),
         ({"NATIVE_RATE_CHALLENGE": "twenty"}, "NATIVE_RATE_CHALLENGE must look like"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with"),
         # Every other malformed Redis URL: tests/test_redis_urls.py, without a process each.

@@ -78,7 +78,7 @@ def test_every_timestamp_of_every_http_answer_has_the_one_shape(client, alice, b
     )
     assert login.status_code == 201
     headers = auth_header(login.json()["token"])
-    service, _ = mint(alice, name="bot")  # iat and exp are whole seconds: they still get .000
+    service, _ = mint(alice, name="bot")  # exp is whole seconds (.000), iat has its milliseconds
     client.get("/api/native/me", **headers)  # sets last_used_at
     posted = client.post(
         "/api/native/rooms/general/messages", {"body": "hi"}, content_type="application/json", **headers

@@ -381,8 +381,9 @@ class RevokedTokenAdmin(ScalableAdmin):
         return [] if obj is None else self.get_fields(request, obj)
 
     def get_changeform_initial_data(self, request):
-        # The longest a service token can live: a safe default when the real expiry is unknown.
-        longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL)
+        # The longest any service token can live (the ceiling, not the current maximum, which
+        # may have been higher when the token was minted): safe when the real expiry is unknown.
+        longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_LIFETIME_CEILING)
         return {"expires_at": (timezone.now() + longest).replace(microsecond=0)}
 
     def has_change_permission(self, request, obj=None):

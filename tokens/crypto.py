@@ -53,11 +53,6 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def random_nonce() -> str:
-    """A login challenge: 256 bits, URL-safe, no prefix (it is signed, never used as a bearer)."""
-    return secrets.token_urlsafe(_RANDOM_BYTES)
-
-
 def public_id() -> str:
     """A non-secret identifier for a credential (token_id, jti): 128 bits, base62."""
     return base62(int.from_bytes(secrets.token_bytes(16), "big"), 22)

@@ -50,9 +50,10 @@ class DenyList:
         if jti in self._jtis:
             return True
         floor = self._floors.get(user_id)
-        # iat is truncated to the second, so a token minted before the floor always has
-        # iat < floor; one minted in the floor's own second after it is refused too (safe side).
-        return floor is not None and (issued_at is None or issued_at < floor)
+        # Both are kept to the microsecond. A tie is refused: it cannot be told apart from "just
+        # before". A token of an earlier version carries whole seconds (a time at or before its
+        # real minting), so in the floor's own second it is refused too: we cannot know.
+        return floor is not None and (issued_at is None or issued_at <= floor)
 
     def contains(self, jti: str) -> bool:
         self.sync(None)

@@ -25,6 +25,11 @@ class ExpiredCredential(AuthenticationFailed):
     reason = "expired"
 
 
+class LifetimeExceeded(ExpiredCredential):
+    """A service token meant to live longer than NATIVE_SERVICE_TOKEN_MAX_TTL allows now, or
+    one so old that it does not say when it was minted."""
+
+
 class RevokedCredential(AuthenticationFailed):
     """Revoked by its owner or an operator."""
 

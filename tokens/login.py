@@ -13,15 +13,13 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from tokens import certificate_login, crypto
+from tokens import certificate_login, challenges, crypto
 from tokens.exceptions import LoginRejected
 from tokens.krl_store import current_krl
-from tokens.models import LoginNonce, NativeToken, SecurityKeyCounter, SshCertificate, SshKey
+from tokens.models import NativeToken, SecurityKeyCounter, SshCertificate, SshKey
 from tokens.security_keys import SecurityKeyRefused, check_flags
 from tokens.ssh_certificates import Certificate
 from tokens.ssh_signatures import PublicKey, SecurityKeySignature, SignatureError, verify_sshsig
-
-MAX_NONCE_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -43,19 +41,13 @@ class IssuedToken:
 
 
 def issue_challenge() -> str:
-    nonce = crypto.random_nonce()
-    LoginNonce.objects.create(
-        digest=crypto.digest(nonce),
-        expires_at=timezone.now() + timedelta(seconds=settings.NATIVE_CHALLENGE_TTL),
-    )
-    return nonce
+    """A login nonce; nothing is stored (tokens.challenges)."""
+    return challenges.issue()
 
 
 def consume_nonce(nonce: str) -> bool:
     """First use wins, whatever happens next; a replay, an unknown or an expired nonce loses."""
-    if not nonce or len(nonce) > MAX_NONCE_LENGTH:
-        return False
-    return LoginNonce.objects.claim(crypto.digest(nonce))
+    return challenges.consume(nonce)
 
 
 def exchange(request: LoginRequest) -> IssuedToken:

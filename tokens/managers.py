@@ -4,17 +4,9 @@ A claim is one conditional UPDATE: under concurrency (several processes on Postg
 one caller sees rowcount 1; everyone else sees 0 and loses.
 """
 
+from django.apps import apps
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
-
-
-class LoginNonceQuerySet(models.QuerySet):
-    def claim(self, nonce_digest: str) -> bool:
-        now = timezone.now()
-        return bool(self.filter(digest=nonce_digest, used_at=None, expires_at__gt=now).update(used_at=now))
-
-    def pending(self):
-        return self.filter(used_at=None, expires_at__gt=timezone.now())
 
 
 class WsTicketQuerySet(models.QuerySet):
@@ -36,7 +28,15 @@ class WsTicketQuerySet(models.QuerySet):
 
 class NativeTokenQuerySet(models.QuerySet):
     def live(self):
-        return self.filter(revoked_at=None, expires_at__gt=timezone.now())
+        """Tokens the verifier accepts (as far as the token goes): not expired, not revoked, not
+        created at or before their user's ``revoke_user_tokens`` floor."""
+        # By name: tokens.models imports this module. NOT EXISTS rather than a join: revocation
+        # locks these rows (SELECT … FOR UPDATE), which PostgreSQL refuses on the nullable side
+        # of an outer join.
+        under_floor = apps.get_model("tokens", "CredentialFloor").objects.filter(
+            user_id=models.OuterRef("user_id"), not_before__gte=models.OuterRef("created_at")
+        )
+        return self.filter(~models.Exists(under_floor), revoked_at=None, expires_at__gt=timezone.now())
 
 
 class SecurityKeyCounterQuerySet(models.QuerySet):

@@ -1,4 +1,4 @@
-"""Credentials: SSH keys, native bearer tokens, login nonces, websocket tickets, the deny-list;
+"""Credentials: SSH keys, native bearer tokens, used login nonces, websocket tickets, the deny-list;
 and what logins are checked against: security-key counters, trusted certificate authorities,
 the certificates that logged in, and the key revocation list (KRL) in force.
 
@@ -12,7 +12,6 @@ from django.db import models
 from django.utils import timezone
 
 from tokens.managers import (
-    LoginNonceQuerySet,
     NativeTokenQuerySet,
     SecurityKeyCounterQuerySet,
     WsTicketQuerySet,
@@ -215,14 +214,17 @@ class NativeToken(models.Model):
 
 
 class LoginNonce(models.Model):
-    """A challenge handed out by GET challenge; single-use, short-lived."""
+    """A login nonce that has been used (POST token): the record that makes it single-use.
+
+    Challenges are stateless (tokens.challenges): GET challenge stores nothing, and a row is
+    written when a nonce is first used, keyed by the digest of its random part, and kept until
+    the nonce has expired. (Rows of versions that stored every nonce have ``used_at`` null.)
+    """
 
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
-
-    objects = LoginNonceQuerySet.as_manager()
 
     def __str__(self):
         return f"nonce {self.pk}"

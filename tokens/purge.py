@@ -107,7 +107,11 @@ def dead_tickets(cut: Cutoffs):
 
 
 def dead_nonces(cut: Cutoffs):
-    return LoginNonce.objects.filter(Q(expires_at__lte=cut.now) | Q(used_at__isnull=False))
+    # The record of a used nonce is what makes it single-use (tokens.challenges): it must stay
+    # while the nonce could still be accepted. One more lifetime past its expiry covers clock
+    # skew between the processes that check expiry and this one.
+    margin = timedelta(seconds=settings.NATIVE_CHALLENGE_TTL)
+    return LoginNonce.objects.filter(expires_at__lte=cut.now - margin)
 
 
 def _token_is_dead(cut: Cutoffs) -> Q:
@@ -120,8 +124,10 @@ def dead_tokens(cut: Cutoffs):
 
 
 def dead_revocations(cut: Cutoffs):
-    # Past its expires_at the token is refused as expired anyway; the grace also covers clock
-    # skew between processes that compare expiry against their own clock.
+    # Past its expires_at the token is refused as expired anyway (exp is signed into it, so no
+    # setting brings it back); the grace also covers clock skew between processes that compare
+    # expiry against their own clock. An entry whose token's expiry was not known was written
+    # with the lifetime ceiling (tokens.revocation.revoke_by_id), which no token outlives.
     return RevokedToken.objects.filter(expires_at__lte=cut.grace_end)
 
 
@@ -150,10 +156,18 @@ def gone_server_processes(cut: Cutoffs):
 
 
 def spent_floors(cut: Cutoffs):
-    # Every service token minted before such a floor has expired anyway.
+    """Floors that no credential they refuse could pass anymore.
+
+    A floor refuses service tokens with ``iat <= not_before``. The verifier refuses every token
+    with ``exp - iat`` above NATIVE_SERVICE_TOKEN_MAX_TTL, which can never exceed the lifetime
+    ceiling (settings), and every token without ``iat``. So a token the floor refused has
+    ``exp <= not_before + ceiling``: once that is past (plus the grace, for clock skew), it is
+    refused as expired whatever the maximum is now or becomes. The current maximum must not be
+    used here: lowered, it would drop floors whose tokens come back when it is raised again.
+    """
     from tokens.models import CredentialFloor
 
-    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL)
+    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_LIFETIME_CEILING)
     return CredentialFloor.objects.filter(not_before__lte=cut.grace_end - longest)
 
 

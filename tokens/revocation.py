@@ -79,7 +79,8 @@ def revoke_by_id(
     server could have issued raises UnknownTokenId, unless ``force_jti`` deny-lists it anyway
     (a jti minted before jtis carried their tag, or by a server with another key). A jti needs
     ``expires_at`` (when the token would expire anyway); without it we keep the entry for the
-    longest service-token lifetime.
+    lifetime ceiling, which no service token outlives (not the current maximum: a token minted
+    before the maximum was lowered may live longer, and be accepted again if it is raised).
     """
     from tokens.service_tokens import is_issued_jti
 
@@ -90,7 +91,7 @@ def revoke_by_id(
     if not (force_jti or is_issued_jti(token_id)):
         raise UnknownTokenId(token_id)
     if expires_at is None:
-        expires_at = timezone.now() + timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL)
+        expires_at = timezone.now() + timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_LIFETIME_CEILING)
     revoke_jti(token_id, expires_at=expires_at, by=by, reason=reason)
     return "service"
 

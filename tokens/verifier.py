@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from foundation.compiled_query import CompiledLookup
@@ -16,19 +16,30 @@ from tokens.denylist import denylist
 from tokens.exceptions import (
     ExpiredCredential,
     InactiveUser,
+    LifetimeExceeded,
     MalformedCredential,
     RevokedCredential,
     UnknownCredential,
 )
-from tokens.models import NativeToken, WsTicket
+from tokens.models import CredentialFloor, NativeToken, WsTicket
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
+
+def _user_floor() -> Subquery:
+    """The ``revoke_user_tokens`` floor of the row's user (CredentialFloor, by primary key), read in
+    the same statement as the row: a native token created at or before it is refused, even one
+    whose row the revocation could not see (a login that committed just after it read the rows)."""
+    return Subquery(CredentialFloor.objects.filter(user_id=OuterRef("user_id")).values("not_before")[:1])
+
+
+def _native_tokens():
+    return NativeToken.objects.select_related("user").annotate(user_floor=_user_floor())
+
+
 # The hot lookup, compiled once per database (foundation.compiled_query); order_by(): no ORDER BY
 # to compile or sort for a lookup by a unique column.
-_token_by_digest = CompiledLookup(
-    lambda digest: NativeToken.objects.select_related("user").filter(digest=digest).order_by()[:1]
-)
+_token_by_digest = CompiledLookup(lambda digest: _native_tokens().filter(digest=digest).order_by()[:1])
 
 
 @dataclass(frozen=True)
@@ -40,8 +51,8 @@ class Credential:
     user: object
     expires_at: datetime
     native_token: NativeToken | None = None
-    # When the credential was minted (a native token's created_at, a service token's iat);
-    # None for a service token minted before iat existed.
+    # When the credential was minted (a native token's created_at, a service token's iat, to
+    # the microsecond); the verifier refuses a service token without iat, so it is always set.
     issued_at: datetime | None = None
 
     @property
@@ -61,20 +72,24 @@ def verify_bearer(raw: str) -> Credential:
     token = _token_by_digest.first(crypto.digest(raw))
     if token is None:
         raise UnknownCredential()
-    return _check_native(token)
+    _check_native(token, token.user_floor)
+    _touch(token, timezone.now())
+    return _native_credential(token)
 
 
 def consume_ticket(raw: str) -> Credential:
     """Burn a websocket ticket and return the credential that minted it, re-verified."""
     if not crypto.is_well_formed(raw, crypto.TICKET_PREFIX):
         raise MalformedCredential()
-    ticket = WsTicket.objects.claim(crypto.digest(raw), **_change_head())
+    ticket = WsTicket.objects.claim(crypto.digest(raw), **_change_head(), user_floor=_user_floor())
     if ticket is None:
         raise UnknownCredential()
     if ticket.native_token is not None:
         token = ticket.native_token
         token.user = ticket.user
-        return _check_native(token)
+        _check_native(token, ticket.user_floor)
+        _touch(token, timezone.now())
+        return _native_credential(token)
     return _check_service_jti(
         ticket.service_jti,
         ticket.user,
@@ -84,14 +99,15 @@ def consume_ticket(raw: str) -> Credential:
     )
 
 
-def _check_native(token: NativeToken) -> Credential:
-    now = timezone.now()
-    if token.expires_at <= now:
+def _check_native(token: NativeToken, floor: datetime | None) -> None:
+    if token.expires_at <= timezone.now():
         raise ExpiredCredential()
-    if token.revoked_at is not None:
+    if token.revoked_at is not None or (floor is not None and token.created_at <= floor):
         raise RevokedCredential()
     _check_user(token.user)
-    _touch(token, now)
+
+
+def _native_credential(token: NativeToken) -> Credential:
     return Credential("native", token.public_id, token.user, token.expires_at, token, token.created_at)
 
 
@@ -122,6 +138,10 @@ def _check_service_jti(
 ) -> Credential:
     if expires_at <= timezone.now():
         raise ExpiredCredential()
+    # Lowering NATIVE_SERVICE_TOKEN_MAX_TTL shortens every life; and since no token lives past
+    # the ceiling, purging the floors and deny-list rows after it never revives one (tokens.purge).
+    if issued_at is None or expires_at - issued_at > timedelta(seconds=service_tokens.longest_lifetime()):
+        raise LifetimeExceeded()
     if denylist.refuses(jti, user.pk, issued_at, (head[0] or "", head[1] or 0)):
         raise RevokedCredential()
     _check_user(user)
@@ -142,10 +162,25 @@ def _touch(token: NativeToken, now: datetime) -> None:
     token.last_used_at = now
 
 
-def still_valid(credential: Credential) -> bool:
-    """Re-check a credential already verified (closes the race with a revocation in between)."""
+def recheck(credential: Credential) -> None:
+    """Verify again, from the database, a credential verified moments ago; raise what verifying
+    it now would raise (InactiveUser for a deactivated user; RevokedCredential for a revoked one,
+    one under its user's floor, or a deleted user's).
+
+    For a socket that was still verifying while a change that may concern it was applied, when
+    the hub cannot replay what it missed (native_api.consumer): every rule of the verifier, and
+    the user's current state, not only the credential's row."""
     if credential.expires_at <= timezone.now():
-        return False
+        raise ExpiredCredential()
     if credential.native_token is not None:
-        return NativeToken.objects.live().filter(pk=credential.native_token.pk).exists()
-    return not denylist.refuses(credential.id, credential.user.pk, credential.issued_at, None)
+        token = _native_tokens().filter(pk=credential.native_token.pk).first()
+        if token is None:  # its user was deleted (the token went with them), or it was purged
+            raise RevokedCredential()
+        _check_native(token, token.user_floor)
+        return
+    users = get_user_model().objects.filter(pk=credential.user.pk).annotate(**_change_head()).order_by()
+    user = users.first()
+    if user is None:
+        raise RevokedCredential()
+    head = (user.change_epoch, user.change_head)
+    _check_service_jti(credential.id, user, credential.expires_at, credential.issued_at, head)

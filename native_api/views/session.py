@@ -42,8 +42,7 @@ NO_STORE = {"Cache-Control": "no-store"}  # for answers that carry a secret: no 
 )
 def challenge(request):
     ratelimits.enforce("challenge", client_ip.rate_key(client_ip.from_request(request)))
-    ratelimits.admit_nonce()
-    nonce = login.issue_challenge()
+    nonce = login.issue_challenge()  # stateless: nothing is stored, nothing shared is used up
     body = Challenge(
         nonce=nonce, namespace=settings.NATIVE_SIGNATURE_NAMESPACE, expires_in=settings.NATIVE_CHALLENGE_TTL
     )

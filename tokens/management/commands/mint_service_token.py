@@ -4,7 +4,6 @@ stdout carries the token and nothing else, so ``TOKEN=$(manage.py mint_service_t
 works; the jti (to revoke it later) and the expiry go to stderr.
 """
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from foundation.timestamps import isoformat
@@ -31,7 +30,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, username, ttl, name, **options):
-        maximum = settings.NATIVE_SERVICE_TOKEN_MAX_TTL
+        maximum = service_tokens.longest_lifetime()
         if ttl is not None and not 0 < ttl <= maximum:
             raise CommandError(f"--ttl must be between 1 and {maximum} seconds")
         user = user_or_error(username)

@@ -26,8 +26,9 @@ class Command(BaseCommand):
     help = (
         "Revoke ID: a native token id (as listed by GET /api/native/tokens and in admin), or a "
         "service-token jti (as printed by mint_service_token), which goes on the deny-list until "
-        "--expires-at (default: now + NATIVE_SERVICE_TOKEN_MAX_TTL, the longest a service token can "
-        "live). An ID that is neither is refused, unless --jti says to deny-list it anyway."
+        "--expires-at (default: a year from now, the longest any service token can live, "
+        "whatever NATIVE_SERVICE_TOKEN_MAX_TTL says). An ID that is neither is refused, unless --jti "
+        "says to deny-list it anyway."
     )
 
     def add_arguments(self, parser):
@@ -91,7 +92,7 @@ class Command(BaseCommand):
 
 def longest_lifetime_from_now():
     """Past the expiry of any service token minted until now (ignored for a native token id)."""
-    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_MAX_TTL + 1)
+    longest = timedelta(seconds=settings.NATIVE_SERVICE_TOKEN_LIFETIME_CEILING + 1)
     return (timezone.now() + longest).replace(microsecond=0)
 
 
