@@ -55,9 +55,7 @@ async def run(cluster: Cluster, drill: int, args) -> dict:
     print(f"drill {drill} ({DRILLS[drill]}), {'long' if args.long else 'short'} form; output in {out_dir}")
     await load.prepare()
     if drill == 4:
-        result = await latency.latency_drill(
-            cluster, load, delay=args.delay / 1000, fan_sockets_per_user=plan.sockets_per_user, **options
-        )
+        result = await latency.latency_drill(cluster, load, delay=args.delay / 1000, **options)
     else:
         await load.open_sockets()
         if drill == 1:

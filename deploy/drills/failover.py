@@ -76,7 +76,9 @@ async def partition_drill(
             closed_after = None if log.closed_at is None else log.closed_at - cut_at
             closes.append((log.close_code, closed_after))
             if log.close_code is None:
-                contract.append(f"a socket on {victim} was still open when the link came back, not closed 1013")
+                contract.append(
+                    f"a socket on {victim} was still open when the link came back, not closed 1013"
+                )
             elif log.close_code != 1013:
                 contract.append(f"a socket on {victim} ended with {log.close_code}, not 1013")
             elif closed_after > FAIL_CLOSED_BOUND + CLIENT_TOLERANCE:

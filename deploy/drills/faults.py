@@ -103,20 +103,19 @@ def restart_app(cluster: Cluster, host: topology.Host) -> dict:
 
 
 # --- latency --------------------------------------------------------------------------------------
-def netem_available() -> bool:
-    """Whether this kernel has the netem qdisc (tried on a throw-away dummy-free veth pair)."""
-    probe = f"netem-probe-{int(time.time() * 1000) % 100000}"
+def netem_available(cluster: Cluster) -> bool:
+    """Whether this kernel has the netem qdisc: tried on a throw-away veth pair in the switch."""
+    switch = topology.switch_namespace(cluster.name)
+    netns.ip("link", "add", "name", "netem-probe0", "type", "veth", "peer", "name", "netem-probe1", ns=switch)
     try:
-        netns.add(probe)
-        netns.ip("link", "add", "a", "type", "veth", "peer", "name", "b", ns=probe)
         result = subprocess.run(
-            ["tc", "-n", probe, "qdisc", "add", "dev", "a", "root", "netem", "delay", "1ms"],
+            ["tc", "-n", switch, "qdisc", "add", "dev", "netem-probe0", "root", "netem", "delay", "1ms"],
             capture_output=True,
             timeout=10,
         )
         return result.returncode == 0
     finally:
-        netns.delete(probe)
+        netns.ip("link", "del", "netem-probe0", ns=switch, check=False)
 
 
 class Latency:
@@ -124,7 +123,7 @@ class Latency:
 
     def __init__(self, cluster: Cluster, delay: float, *, use_netem: bool | None = None):
         self.cluster, self.delay = cluster, delay
-        self.use_netem = netem_available() if use_netem is None else use_netem
+        self.use_netem = netem_available(cluster) if use_netem is None else use_netem
         self.links = [(h.name, network) for h in topology.APPS for network in h.addresses]
         self.switch = topology.switch_namespace(cluster.name)
         self.process: subprocess.Popen | None = None

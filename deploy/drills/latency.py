@@ -34,10 +34,9 @@ async def latency_drill(
     *,
     delay: float,
     revocations: int,
-    fan_sockets_per_user: int,
     messages: int,
     window: int,
-    layer_options: list[tuple[str, dict]] | None = None,
+    fan_budget: float,
 ) -> dict:
     """``load``'s subscribers are the fan-out sockets; ``revocations`` more users are logged in
     once per condition for the revocation samples."""
@@ -54,25 +53,19 @@ async def latency_drill(
         try:
             rtt = await asyncio.to_thread(faults.round_trip, cluster, topology.APPS[0])
             load.event(f"{label}: TCP handshake nginx -> app1 {rtt * 1000:.1f} ms")
-            samples = await revokers.measure(label)
-            fan = await fan_out(load, messages, window, label)
+            revocation = await revokers.measure(label)
+            fan = await fan_out(load, messages, window, label, budget=fan_budget)
         finally:
             if latency is not None:
                 await asyncio.to_thread(latency.remove)
-        results.append({"condition": label, "handshake_ms": round(rtt * 1000, 1), **_stats(samples), **fan})
+        problems = "; ".join(filter(None, [revocation.pop("problem", None), fan.pop("problem", None)]))
+        results.append({"condition": label, "handshake_ms": round(rtt * 1000, 1), **revocation, **fan})
+        if problems:
+            results[-1]["problem"] = problems
     load.stop.set()
     await asyncio.gather(*load._tasks, return_exceptions=True)
     contract = [r["problem"] for r in results if r.get("problem")]
     return {"method": with_delay.method, "results": results, "contract": contract}
-
-
-def _stats(samples: list[float]) -> dict:
-    return {
-        "revocations": len(samples),
-        "revocation_p50_ms": _ms(checker.percentile(samples, 0.5)),
-        "revocation_p99_ms": _ms(checker.percentile(samples, 0.99)),
-        "revocation_max_ms": _ms(max(samples) if samples else None),
-    }
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -89,18 +82,21 @@ class RevocationSampler:
     async def prepare(self) -> None:
         self.names = [name for name in self.load.users if "-r" in name][: self.count]
 
-    async def measure(self, label: str) -> list[float]:
+    async def measure(self, label: str) -> dict:
+        """Revoke each user's token through a host other than its socket's; times at the client:
+        from sending the request, and from its answer (the revocation has committed by then)."""
         users = self.load.users
         for name in self.names:  # a fresh token per condition: the last one was revoked
             if users[name].get("revoked"):
                 await self.load._login(name)
         opened = await asyncio.gather(*(self._open(name) for name in self.names))
         host_of = await self._hosts()
-        samples = []
+        from_request, requests = [], []
         for index, (name, ws, connection_id) in enumerate(opened):
             host = host_of.get(connection_id)
             others = [h for h in topology.APPS if h.name != host]
             through = others[index % len(others)]
+            watcher = asyncio.ensure_future(_closed(ws, timeout=15))
             started = now()
             status = await asyncio.to_thread(
                 netns.http_request,
@@ -110,20 +106,32 @@ class RevocationSampler:
                 "/api/native/logout",
                 host=topology.PROXY.address("public"),
                 headers={"Authorization": f"Bearer {users[name]['token']}"},
-                timeout=10,
+                timeout=15,
             )
+            answered = now()
             users[name]["revoked"] = True
-            code = await _close_code(ws, timeout=10)
+            code, closed_at = await watcher
             if status == 204 and code == 4401:
-                samples.append(now() - started)
+                from_request.append(closed_at - started)
+                requests.append(answered - started)
             else:
                 self.load.event(f"{name}: logout answered {status}, socket closed {code}")
-        figures = _stats(samples)
+        figures = {
+            "revocations": len(from_request),
+            "revocation_p50_ms": _ms(checker.percentile(from_request, 0.5)),
+            "revocation_p99_ms": _ms(checker.percentile(from_request, 0.99)),
+            "revocation_max_ms": _ms(max(from_request) if from_request else None),
+            "logout_request_p50_ms": _ms(checker.percentile(requests, 0.5)),
+        }
         self.load.event(
-            f"{label}: {len(samples)} revocations across hosts, "
-            f"p99 {figures['revocation_p99_ms']} ms, max {figures['revocation_max_ms']} ms"
+            f"{label}: {len(from_request)} revocations across hosts, p99 {figures['revocation_p99_ms']} ms "
+            f"from the request (the request itself: p50 {figures['logout_request_p50_ms']} ms)"
         )
-        return samples
+        if len(from_request) < len(opened):
+            figures["problem"] = (
+                f"{len(opened) - len(from_request)} revocations did not close their socket 4401"
+            )
+        return figures
 
     async def _open(self, name: str):
         user = self.load.users[name]
@@ -135,33 +143,37 @@ class RevocationSampler:
         return {connection_id: process.split(":")[0] for connection_id, process, _ in answer}
 
 
-async def _close_code(ws, timeout: float) -> int | None:
+async def _closed(ws, timeout: float) -> tuple[int | None, float]:
+    """(close code, when the close arrived), reading frames until then (None: still open)."""
     deadline = now() + timeout
     try:
         while now() < deadline:
             await asyncio.wait_for(ws.recv(), deadline - now())
     except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd else 1006
+        return (closed.rcvd.code if closed.rcvd else 1006), now()
     except TimeoutError:
         await ws.close()
-    return None
+    return None, now()
 
 
-async def fan_out(load: Load, messages: int, window: int, label: str) -> dict:
-    """One sender, ``messages`` messages to the room every subscriber holds; deliveries per second."""
+async def fan_out(load: Load, messages: int, window: int, label: str, *, budget: float) -> dict:
+    """One sender posts up to ``messages`` messages (at most ``budget`` seconds of sending) over its
+    websocket, ``window`` of them unacknowledged at a time, to the room every subscriber holds.
+    Messages and deliveries (over all sockets) per second, first send to last arrival."""
     room = load.rooms[0]
     sender = next(name for name in load.users if "-p" in name)
     user = load.users[sender]
     subscribers = [s for s in load.subscribers if s.ended is None]
     marks = {id(s): sum(len(log.frames) for log in s.sockets) for s in subscribers}
     tag = f"fan{int(time.time() * 1000) % 10**8}"
+    acked: list[int] = []
     ws, _ = await open_socket(user["api"], user["token"])
     async with ws:
         in_flight = asyncio.Semaphore(window)
-        acked: list[int] = []
+        sent = 0
 
         async def read_acks():
-            while len(acked) < messages:
+            while True:
                 frame = json.loads(await ws.recv())
                 if frame.get("type") == "ack":
                     acked.append(frame["id"])
@@ -169,45 +181,56 @@ async def fan_out(load: Load, messages: int, window: int, label: str) -> dict:
 
         reader = asyncio.ensure_future(read_acks())
         first_send = now()
-        for n in range(messages):
+        while sent < messages and now() - first_send < budget:
             await in_flight.acquire()
-            body = f"{tag}-{n} {now():.6f}"
-            await ws.send(json.dumps({"type": "send", "room": room, "body": body, "client_id": f"{tag}-{n}"}))
-        await asyncio.wait_for(reader, 60)
-    wanted = set(acked)
+            body = f"{tag}-{sent} {now():.6f}"
+            await ws.send(
+                json.dumps({"type": "send", "room": room, "body": body, "client_id": f"{tag}-{sent}"})
+            )
+            sent += 1
+        deadline = now() + 60
+        while len(acked) < sent and now() < deadline:
+            await asyncio.sleep(0.01)
+        reader.cancel()
+    wanted = sorted(acked)
     deadline = now() + 60
-    while now() < deadline and not all(_got(s, room, tag, marks[id(s)]) >= wanted for s in subscribers):
+    while now() < deadline and not all(_got(s, room, tag, marks[id(s)]) >= set(wanted) for s in subscribers):
         await asyncio.sleep(0.05)
     last_arrival, delivered, problems = first_send, 0, []
     for subscriber in subscribers:
         arrivals = _arrivals(subscriber, room, tag, marks[id(subscriber)])
-        ids = [message_id for _, message_id in arrivals]
-        if ids != sorted(wanted):
-            problems.append(f"{subscriber.name}: got {len(ids)} of {len(wanted)} (or out of order / twice)")
-        delivered += len(ids)
+        if [message_id for _, message_id in arrivals] != wanted:
+            problems.append(
+                f"{subscriber.name}: got {len(arrivals)} of {len(wanted)} (or out of order, or twice)"
+            )
+        delivered += len(arrivals)
         if arrivals:
             last_arrival = max(last_arrival, arrivals[-1][0])
     seconds = last_arrival - first_send
-    load.event(f"{label}: fan-out {delivered} deliveries in {seconds:.2f} s to {len(subscribers)} sockets")
+    load.event(
+        f"{label}: {len(wanted)} messages, {delivered} deliveries "
+        f"to {len(subscribers)} sockets in {seconds:.1f} s"
+    )
     return {
         "fan_sockets": len(subscribers),
-        "fan_messages": messages,
-        "fan_deliveries": delivered,
-        "fan_seconds": round(seconds, 2),
-        "fan_per_second": round(delivered / seconds) if seconds > 0 else None,
+        "fan_messages": len(wanted),
+        "fan_messages_per_second": round(len(wanted) / seconds, 1) if seconds > 0 else None,
+        "fan_deliveries_per_second": round(delivered / seconds) if seconds > 0 else None,
         "problem": "; ".join(problems[:3]) if problems else None,
     }
 
 
 def _arrivals(subscriber: Subscriber, room: str, tag: str, mark: int) -> list[tuple[float, int]]:
+    """(arrival, id) of this fan-out's messages on the subscriber's sockets, in arrival order."""
     frames = [frame for log in subscriber.sockets for frame in log.frames][mark:]
-    return [
-        (arrived, frame["message"]["id"])
-        for arrived, frame in frames
-        if frame.get("type") == "message"
-        and frame["message"]["room"] == room
-        and frame["message"]["body"].startswith(tag)
-    ]
+    found = []
+    for arrived, frame in frames:
+        if frame.get("type") != "message":
+            continue
+        message = frame["message"]
+        if message["room"] == room and message["body"].startswith(tag):
+            found.append((arrived, message["id"]))
+    return found
 
 
 def _got(subscriber: Subscriber, room: str, tag: str, mark: int) -> set[int]:
@@ -228,4 +251,5 @@ def plan_for(size: str) -> tuple[Plan, dict]:
         "revocations": 20,
         "messages": 100,
         "window": 10,
+        "fan_budget": 20.0,
     }
