@@ -57,7 +57,7 @@ def test_trusted_proxies_must_be_cidrs(environ):
 
 def boot(**overrides) -> subprocess.CompletedProcess:
     """Load the settings in a fresh interpreter with exactly this environment."""
-    ours = ("NATIVE_", "DATABASE_URL", "REDIS_URL", "REDIS_LAYER_URLS")
+    ours = ("NATIVE_", "DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "REDIS_LAYER_URLS")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
     for name in ("DEBUG", "SECRET_KEY"):
@@ -94,6 +94,14 @@ def test_with_no_environment_it_runs_embedded_on_sqlite():
         ({"REDIS_URL": "redis+sentinel://10.0.0.1:26379"}, "the master name is missing"),
         ({"REDIS_LAYER_URLS": "redis://127.0.0.1:6379/1"}, "REDIS_LAYER_URLS is set without REDIS_URL"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a usable database URL"),
+        ({"DATABASE_DIRECT_URL": "postgres://db.internal/native"}, "DATABASE_DIRECT_URL is for PostgreSQL"),
+        (
+            {
+                "DATABASE_URL": "postgres://pgbouncer.internal:6432/native",
+                "DATABASE_DIRECT_URL": "nosuchdb://x",
+            },
+            "DATABASE_DIRECT_URL is not a usable database URL",
+        ),
     ],
 )
 def test_bad_values_stop_the_process_with_a_message_naming_the_setting(overrides, message):
