@@ -172,6 +172,9 @@ DATABASES = {"default": _database}
 # log's LISTEN (live/pg_listen.py) and the purge's advisory lock (tokens/purge_lock.py). With
 # DATABASE_URL at the pooler, DATABASE_DIRECT_URL names the same database directly, and those
 # two connections use it (foundation/direct_db.py); unset, they use DATABASE_URL like the rest.
+# Setting it also turns off server-side cursors (QuerySet.iterator()): a cursor lives in one
+# server session, which transaction pooling does not keep (Django's docs, "Transaction pooling
+# and server-side cursors").
 DATABASE_DIRECT_URL = env_str("DATABASE_DIRECT_URL")
 if DATABASE_DIRECT_URL:
     try:
@@ -182,6 +185,7 @@ if DATABASE_DIRECT_URL:
         raise ImproperlyConfigured(
             "DATABASE_DIRECT_URL is for PostgreSQL behind a pooler: it and DATABASE_URL must both be postgres://"
         )
+    _database["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and cache ---------------------------------------------------------

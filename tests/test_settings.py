@@ -160,6 +160,25 @@ def test_a_sentinel_url_and_layer_shards_reach_the_cache_and_the_layer():
     assert hosts == repr(["redis://10.0.0.9:6379/0", "layer"])  # a plain shard, a Sentinel one
 
 
+def test_behind_a_pooler_server_side_cursors_are_off_and_only_then():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s;"
+        "print(s.DATABASES['default'].get('DISABLE_SERVER_SIDE_CURSORS', False))"
+    )
+    pooled = {"DATABASE_URL": "postgres://native@pgbouncer.internal:6432/native"}
+    direct = {"DATABASE_DIRECT_URL": "postgres://native@db.internal:5432/native"}
+    outputs = []
+    for extra in ({}, direct):
+        environment = {k: v for k, v in os.environ.items() if k != "DATABASE_DIRECT_URL"}
+        environment.update({"DJANGO_SETTINGS_MODULE": "config.settings", **pooled, **extra})
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.strip())
+    assert outputs == ["False", "True"]
+
+
 def test_the_production_configuration_passes_check_deploy():
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NATIVE_")},
