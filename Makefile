@@ -19,7 +19,7 @@ PORT ?= 8000
 
 CLUSTER ?= native
 
-.PHONY: run test bench lint format venv venv-dev clean cluster cluster-down cluster-status drill-1 drill-2 drill-3 drill-4
+.PHONY: run test bench lint format venv venv-dev clean cluster cluster-down cluster-status drill-1 drill-2 drill-3 drill-4 drill-5
 
 # venv: the runtime set only (what a server needs); venv-dev adds tests, lint and tooling.
 venv: $(VENV)/.installed
@@ -60,7 +60,7 @@ cluster-down:
 cluster-status: venv
 	$(BIN)/python -m deploy.cluster status --name $(CLUSTER)
 
-drill-1 drill-2 drill-3 drill-4: venv
+drill-1 drill-2 drill-3 drill-4 drill-5: venv
 	$(BIN)/python -m deploy.drills $(@:drill-%=%) --cluster $(CLUSTER) $(DRILL_ARGS)
 
 lint: venv-dev

@@ -1,7 +1,8 @@
 """``python -m deploy.drills N [options]`` (or ``make drill-N``): run drill N against the cluster.
 
 1 kill the Redis primary · 2 cut an app host off from Redis and PostgreSQL · 3 rolling restart ·
-4 50 ms between hosts (revocation across hosts, fan-out). The short form (the default) is what
+4 50 ms between hosts (revocation across hosts, fan-out) · 5 fan-out with the channel layer on
+one Redis and sharded over two (REDIS_LAYER_URLS). The short form (the default) is what
 CI runs; ``--long`` is the form whose figures docs/benchmarks.md reports; --duration, --users,
 --sockets-per-user, --rate override either. The drill runs in the cluster's client namespace
 (it re-executes itself there), prints what it does and its verdict, writes every frame of every
@@ -20,16 +21,16 @@ import time
 from deploy import netns, topology
 from deploy.cluster import DEFAULT_NAME, Cluster, ClusterError
 
-DRILLS = {1: "redis", 2: "partition", 3: "rolling", 4: "latency"}
+DRILLS = {1: "redis", 2: "partition", 3: "rolling", 4: "latency", 5: "shards"}
 
 
 def presets(drill: int, size: str):
     from deploy.drills.load import Plan
 
-    if drill == 4:
-        from deploy.drills.latency import plan_for
+    if drill in (4, 5):
+        from deploy.drills import latency, shards
 
-        return plan_for(size)
+        return (latency if drill == 4 else shards).plan_for(size)
     if size == "long":
         plan = Plan(
             users=40, sockets_per_user=3, posters=4, rate=40, duration=120, revoked=4, unsubscribing=4
@@ -42,7 +43,7 @@ def presets(drill: int, size: str):
 
 
 async def run(cluster: Cluster, drill: int, args) -> dict:
-    from deploy.drills import failover, latency
+    from deploy.drills import failover, latency, shards
     from deploy.drills.load import Load
 
     plan, options = presets(drill, "long" if args.long else "short")
@@ -56,6 +57,8 @@ async def run(cluster: Cluster, drill: int, args) -> dict:
     await load.prepare()
     if drill == 4:
         result = await latency.latency_drill(cluster, load, delay=args.delay / 1000, **options)
+    elif drill == 5:
+        result = await shards.shards_drill(cluster, load, **options)
     else:
         await load.open_sockets()
         if drill == 1:

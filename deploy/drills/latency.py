@@ -17,14 +17,14 @@ that its CPU cost is in both and the difference is the delay alone.
 
 import asyncio
 import json
-import time
 
 from websockets.exceptions import ConnectionClosed
 
 from deploy import netns, topology
 from deploy.cluster import Cluster
 from deploy.drills import checker, faults
-from deploy.drills.client import Subscriber, now, open_socket
+from deploy.drills.client import now, open_socket
+from deploy.drills.fanout import fan_out
 from deploy.drills.load import Load, Plan
 
 
@@ -54,7 +54,7 @@ async def latency_drill(
             rtt = await asyncio.to_thread(faults.round_trip, cluster, topology.APPS[0])
             load.event(f"{label}: TCP handshake nginx -> app1 {rtt * 1000:.1f} ms")
             revocation = await revokers.measure(label)
-            fan = await fan_out(load, messages, window, label, budget=fan_budget)
+            fan = await fan_out(load, label, messages=messages, window=window, budget=fan_budget)
         finally:
             if latency is not None:
                 await asyncio.to_thread(latency.remove)
@@ -154,87 +154,6 @@ async def _closed(ws, timeout: float) -> tuple[int | None, float]:
     except TimeoutError:
         await ws.close()
     return None, now()
-
-
-async def fan_out(load: Load, messages: int, window: int, label: str, *, budget: float) -> dict:
-    """One sender posts up to ``messages`` messages (at most ``budget`` seconds of sending) over its
-    websocket, ``window`` of them unacknowledged at a time, to the room every subscriber holds.
-    Messages and deliveries (over all sockets) per second, first send to last arrival."""
-    room = load.rooms[0]
-    sender = next(name for name in load.users if "-p" in name)
-    user = load.users[sender]
-    subscribers = [s for s in load.subscribers if s.ended is None]
-    marks = {id(s): sum(len(log.frames) for log in s.sockets) for s in subscribers}
-    tag = f"fan{int(time.time() * 1000) % 10**8}"
-    acked: list[int] = []
-    ws, _ = await open_socket(user["api"], user["token"])
-    async with ws:
-        in_flight = asyncio.Semaphore(window)
-        sent = 0
-
-        async def read_acks():
-            while True:
-                frame = json.loads(await ws.recv())
-                if frame.get("type") == "ack":
-                    acked.append(frame["id"])
-                    in_flight.release()
-
-        reader = asyncio.ensure_future(read_acks())
-        first_send = now()
-        while sent < messages and now() - first_send < budget:
-            await in_flight.acquire()
-            body = f"{tag}-{sent} {now():.6f}"
-            await ws.send(
-                json.dumps({"type": "send", "room": room, "body": body, "client_id": f"{tag}-{sent}"})
-            )
-            sent += 1
-        deadline = now() + 60
-        while len(acked) < sent and now() < deadline:
-            await asyncio.sleep(0.01)
-        reader.cancel()
-    wanted = sorted(acked)
-    deadline = now() + 60
-    while now() < deadline and not all(_got(s, room, tag, marks[id(s)]) >= set(wanted) for s in subscribers):
-        await asyncio.sleep(0.05)
-    last_arrival, delivered, problems = first_send, 0, []
-    for subscriber in subscribers:
-        arrivals = _arrivals(subscriber, room, tag, marks[id(subscriber)])
-        if [message_id for _, message_id in arrivals] != wanted:
-            problems.append(
-                f"{subscriber.name}: got {len(arrivals)} of {len(wanted)} (or out of order, or twice)"
-            )
-        delivered += len(arrivals)
-        if arrivals:
-            last_arrival = max(last_arrival, arrivals[-1][0])
-    seconds = last_arrival - first_send
-    load.event(
-        f"{label}: {len(wanted)} messages, {delivered} deliveries "
-        f"to {len(subscribers)} sockets in {seconds:.1f} s"
-    )
-    return {
-        "fan_sockets": len(subscribers),
-        "fan_messages": len(wanted),
-        "fan_messages_per_second": round(len(wanted) / seconds, 1) if seconds > 0 else None,
-        "fan_deliveries_per_second": round(delivered / seconds) if seconds > 0 else None,
-        "problem": "; ".join(problems[:3]) if problems else None,
-    }
-
-
-def _arrivals(subscriber: Subscriber, room: str, tag: str, mark: int) -> list[tuple[float, int]]:
-    """(arrival, id) of this fan-out's messages on the subscriber's sockets, in arrival order."""
-    frames = [frame for log in subscriber.sockets for frame in log.frames][mark:]
-    found = []
-    for arrived, frame in frames:
-        if frame.get("type") != "message":
-            continue
-        message = frame["message"]
-        if message["room"] == room and message["body"].startswith(tag):
-            found.append((arrived, message["id"]))
-    return found
-
-
-def _got(subscriber: Subscriber, room: str, tag: str, mark: int) -> set[int]:
-    return {message_id for _, message_id in _arrivals(subscriber, room, tag, mark)}
 
 
 def plan_for(size: str) -> tuple[Plan, dict]:

@@ -158,6 +158,17 @@ class Load:
             await asyncio.sleep(0.1)
         self.event(f"{len(self.subscribers)} sockets subscribed through nginx")
 
+    async def resubscribed(self, since: float, timeout: float = 90) -> None:
+        """Every subscriber is back on a socket opened after ``since`` (a restart) and subscribed."""
+        deadline = now() + timeout
+        while not all(
+            s.current and s.current.opened_at > since and self._subscribed(s) for s in self.subscribers
+        ):
+            if now() > deadline:
+                raise RuntimeError(f"sockets not back {timeout} s after the restart")
+            await asyncio.sleep(0.1)
+        self.event(f"{len(self.subscribers)} sockets resubscribed")
+
     @staticmethod
     def _subscribed(subscriber: Subscriber) -> bool:
         log = subscriber.current
