@@ -1,7 +1,8 @@
 """Fan-out throughput: messages sent over websockets, delivered to every subscribed socket.
 
-Each sender (one of the load's posters) posts to one room over its own websocket, ``window``
-messages unacknowledged at a time, for at most ``budget`` seconds or ``messages`` messages;
+Each sender (one of the load's posters) posts to one room over a few websockets, each paced
+under the per-connection frame limit with ``window`` messages unacknowledged, for at most
+``budget`` seconds or ``messages`` messages;
 senders to different rooms run at once (one room's posts are serialized by its row lock, by
 design: ids grow in commit order). Every subscriber of a room must get each of that room's
 messages exactly once and in id order; the figures are messages and deliveries per second,
@@ -11,9 +12,13 @@ from the first send to the last arrival.
 import asyncio
 import json
 import time
+from collections import deque
 
 from deploy.drills.client import Subscriber, now, open_socket
 from deploy.drills.load import Load
+
+FRAME_RATE = 18.0  # sends per second per socket: under the server's 20 frames/s (NATIVE_RATE_WS_FRAMES)
+CONNECTIONS = 3  # sockets per sender: a client may send this way, and it takes a room past 18/s
 
 
 async def fan_out(
@@ -74,36 +79,59 @@ async def fan_out(
 async def _send(
     load: Load, sender: str, room: str, tag: str, messages: int, window: int, until: float
 ) -> list[int]:
-    """Post to ``room`` over one websocket, ``window`` in flight; the acknowledged ids."""
+    """Post to ``room`` over CONNECTIONS websockets of one user, each paced under the server's
+    frame limit with ``window`` sends unacknowledged; a send refused (rate_limited, unavailable)
+    is sent again with the same client_id. The acknowledged ids."""
     user = load.users[sender]
+    pending = deque(range(messages))
     acked: list[int] = []
-    ws, _ = await open_socket(user["api"], user["token"])
-    async with ws:
-        in_flight = asyncio.Semaphore(window)
 
-        async def read_acks():
+    async def one_socket() -> None:
+        ws, _ = await open_socket(user["api"], user["token"])
+        in_flight = asyncio.Semaphore(window)
+        outstanding: set[int] = set()
+
+        async def read_replies():
             while True:
                 frame = json.loads(await ws.recv())
+                reference = frame.get("ref") or frame.get("client_id") or ""
+                if not reference.startswith(f"{tag}-"):
+                    continue
+                number = int(reference.rsplit("-", 1)[-1])
                 if frame.get("type") == "ack":
                     acked.append(frame["id"])
-                    in_flight.release()
+                elif frame.get("type") == "error":
+                    pending.append(number)  # the same client_id again: never a second copy
+                else:
+                    continue
+                outstanding.discard(number)
+                in_flight.release()
 
-        reader = asyncio.ensure_future(read_acks())
-        sent = 0
-        while sent < messages and now() < until:
-            await in_flight.acquire()
-            client_id = f"{tag}-{room}-{sent}"
-            await ws.send(
-                json.dumps(
-                    {"type": "send", "room": room, "body": f"{tag} {now():.6f}", "client_id": client_id}
-                )
-            )
-            sent += 1
-        deadline = now() + 60
-        while len(acked) < sent and now() < deadline:
-            await asyncio.sleep(0.01)
-        reader.cancel()
-    return acked
+        reader = asyncio.ensure_future(read_replies())
+        try:
+            while now() < until:
+                await asyncio.wait_for(in_flight.acquire(), 30)
+                if not pending:
+                    in_flight.release()
+                    if not outstanding:
+                        break
+                    await asyncio.sleep(0.05)
+                    continue
+                number = pending.popleft()
+                client_id = f"{tag}-{room}-{number}"
+                frame = {"type": "send", "room": room, "body": f"{tag} {now():.6f}", "client_id": client_id}
+                outstanding.add(number)
+                await ws.send(json.dumps({**frame, "ref": client_id}))
+                await asyncio.sleep(1 / FRAME_RATE)
+            deadline = now() + 30
+            while outstanding and now() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            reader.cancel()
+            await ws.close()
+
+    await asyncio.gather(*(one_socket() for _ in range(CONNECTIONS)))
+    return sorted(set(acked))
 
 
 def _arrivals(subscriber: Subscriber, tag: str, mark: int, with_times: bool = False) -> dict:
