@@ -75,11 +75,17 @@ class Cluster:
         venv_bin: Path | None = None,
         workers: int = 2,
         overrides: dict[str, str] | None = None,
+        pgbouncer: bool = False,
     ):
         self.name = name
         self.run_dir = run_dir_for(name)
         self.recipes = Recipes(
-            name, self.run_dir, venv_bin or Path(sys.executable).parent, workers, dict(overrides or {})
+            name,
+            self.run_dir,
+            venv_bin or Path(sys.executable).parent,
+            workers,
+            dict(overrides or {}),
+            pgbouncer,
         )
         self.pids: dict[str, int] = {}
         self._children: list[subprocess.Popen] = []
@@ -97,6 +103,7 @@ class Cluster:
             "venv_bin": str(self.recipes.venv_bin),
             "workers": self.recipes.workers,
             "overrides": self.recipes.overrides,
+            "pgbouncer": self.recipes.pgbouncer,
             "pids": self.pids,
         }
         self.state_path.write_text(json.dumps(state, indent=1))
@@ -108,7 +115,11 @@ class Cluster:
             raise ClusterError(f"no cluster {name!r} is running (make cluster)")
         state = json.loads(path.read_text())
         cluster = cls(
-            name, venv_bin=Path(state["venv_bin"]), workers=state["workers"], overrides=state["overrides"]
+            name,
+            venv_bin=Path(state["venv_bin"]),
+            workers=state["workers"],
+            overrides=state["overrides"],
+            pgbouncer=state.get("pgbouncer", False),
         )
         cluster.pids = state["pids"]
         return cluster
@@ -228,7 +239,7 @@ class Cluster:
     # --- up -------------------------------------------------------------------------------------
     def up(self) -> None:
         require_root()
-        ensure_tools()
+        ensure_tools(self.recipes.pgbouncer)
         if netns.exists(topology.switch_namespace(self.name)):
             raise ClusterError(f"cluster {self.name!r} is already up (make cluster-down first)")
         started = time.monotonic()
@@ -274,6 +285,8 @@ class Cluster:
                     "STATIC_ROOT": str(self.run_dir / "static"),
                 }
             )
+            if self.recipes.pgbouncer:
+                env += services.pgbouncer_env(values["DB_PASSWORD"])
             env_path = directory / "app.env"
             env_path.touch(mode=0o600)
             env_path.write_text(env)
@@ -338,9 +351,40 @@ class Cluster:
         ]
         psql = [services.postgres_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", str(pg_dir)]
         psql += ["-p", str(topology.POSTGRES_PORT), "-U", "postgres", "-d", "postgres"]
+        if self.recipes.pgbouncer:
+            # Behind PgBouncer the -c options of the connection are ignored: the role holds them.
+            sql += [
+                "ALTER ROLE native SET statement_timeout = '10s'",
+                "ALTER ROLE native SET idle_in_transaction_session_timeout = '60s'",
+            ]
         for statement in sql:
             subprocess.run([*psql, "-c", statement], check=True, capture_output=True, timeout=30)
-        self.run(self.recipes.manage(topology.APPS[0], "migrate", "--noinput", name="migrate"))
+        migrate = self.recipes.manage(topology.APPS[0], "migrate", "--noinput", name="migrate")
+        if self.recipes.pgbouncer:
+            self._start_pgbouncer(password)
+            migrate.env["DATABASE_URL"] = migrate.env["DATABASE_DIRECT_URL"]  # migrations go direct
+        self.run(migrate)
+
+    def _start_pgbouncer(self, password: str) -> None:
+        pg_dir = self.recipes.pg_dir
+        (pg_dir / "pgbouncer.ini").write_text(self.recipes.pgbouncer_config())
+        userlist = pg_dir / "userlist.txt"
+        userlist.touch(mode=0o600)
+        userlist.write_text(f'"native" "{password}"\n')
+        services.chown_tree(pg_dir / "pgbouncer.ini", "postgres")
+        services.chown_tree(userlist, "postgres")
+        self.spawn(self.recipes.pgbouncer_service())
+        isready = netns.exec_argv(
+            self.ns("pg"),
+            [services.postgres_bin("pg_isready"), "-q", "-h", topology.POSTGRES.address("back")]
+            + ["-p", str(topology.PGBOUNCER_PORT)],
+        )
+        wait_for(
+            lambda: subprocess.run(isready, timeout=5).returncode == 0,
+            timeout=30,
+            what="PgBouncer to accept connections",
+            stop=self._stopping,
+        )
 
     def _start_redis(self) -> None:
         for service in services.redis_services(self.recipes):
@@ -524,13 +568,16 @@ def require_root() -> None:
         raise ClusterError("the cluster needs root (network namespaces): run it with sudo")
 
 
-def ensure_tools() -> None:
-    """nginx from Debian's package if it is missing; the other tools must be there already."""
-    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
-        print("nginx is not installed: apt-get install nginx-light", file=sys.stderr)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env=env)
+def ensure_tools(pgbouncer: bool = False) -> None:
+    """nginx (and PgBouncer if asked for) from Debian's packages if missing; the other tools
+    must be there already."""
+    wanted = [("nginx", "nginx-light")] + ([("pgbouncer", "pgbouncer")] if pgbouncer else [])
+    for binary, package in wanted:
+        if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
+            print(f"{binary} is not installed: apt-get install {package}", file=sys.stderr)
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env)
     missing = [tool for tool in ("ip", "redis-server", "setpriv", "unshare") if shutil.which(tool) is None]
     if missing:
         raise ClusterError(
@@ -559,6 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=os.environ.get("CLUSTER", DEFAULT_NAME), help="namespace prefix")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app host")
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="app hosts reach PostgreSQL through PgBouncer (transaction mode)",
+    )
+    parser.add_argument(
         "--redis",
         choices=("file", "primary"),
         default="file",
@@ -577,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.redis == "primary":
                 primary = topology.REDIS_MASTERS["native"]
                 overrides["REDIS_URL"] = f"redis://{primary['primary'].address('back')}:{primary['port']}/0"
-            cluster = Cluster(args.name, workers=args.workers, overrides=overrides)
+            cluster = Cluster(args.name, workers=args.workers, overrides=overrides, pgbouncer=args.pgbouncer)
             cluster.up()
             print(f"run directory (logs, env files): {cluster.run_dir}")
             print(f"public address (from the client namespace): {topology.PUBLIC_URL}")

@@ -80,6 +80,16 @@ def new_secrets() -> dict[str, str]:
     return {"SECRET_KEY": secrets.token_urlsafe(64), "DB_PASSWORD": secrets.token_hex(16)}
 
 
+def pgbouncer_env(password: str) -> str:
+    """The lines that put an app host behind PgBouncer (appended to its app.env)."""
+    address = topology.POSTGRES.address("back")
+    return (
+        "# PgBouncer in transaction mode; the change log's LISTEN and the purge lock go direct.\n"
+        f"DATABASE_URL=postgres://native:{password}@{address}:{topology.PGBOUNCER_PORT}/native\n"
+        f"DATABASE_DIRECT_URL=postgres://native:{password}@{address}:{topology.POSTGRES_PORT}/native\n"
+    )
+
+
 def render_env(values: dict[str, str]) -> str:
     """deploy/app.env with its @NAME@ placeholders filled in."""
 
@@ -114,6 +124,7 @@ class Recipes:
     venv_bin: Path
     workers: int = 2
     overrides: dict[str, str] = field(default_factory=dict)  # on top of app.env (--redis primary…)
+    pgbouncer: bool = False  # DATABASE_URL through PgBouncer, DATABASE_DIRECT_URL to PostgreSQL
 
     # PostgreSQL ----------------------------------------------------------------------------
     @property
@@ -132,6 +143,35 @@ class Recipes:
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
         return Service("pg", "pg", argv, self.pg_dir / "postgres.log", user="postgres")
+
+    def pgbouncer_service(self) -> Service:
+        argv = [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self.pg_dir / "pgbouncer.ini")]
+        return Service("pg.pgbouncer", "pg", argv, self.pg_dir / "pgbouncer.log", user="postgres")
+
+    def pgbouncer_config(self) -> str:
+        """Transaction pooling, as a large deployment runs it (docs/operations-scaling.md)."""
+        address = topology.POSTGRES.address("back")
+        return (
+            "\n".join(
+                [
+                    "[databases]",
+                    f"native = host={address} port={topology.POSTGRES_PORT} dbname=native",
+                    "[pgbouncer]",
+                    f"listen_addr = {address}",
+                    f"listen_port = {topology.PGBOUNCER_PORT}",
+                    "unix_socket_dir =",
+                    "auth_type = scram-sha-256",
+                    f"auth_file = {self.pg_dir / 'userlist.txt'}",
+                    "pool_mode = transaction",
+                    "max_client_conn = 2000",
+                    "default_pool_size = 40",
+                    # The app sends its server-side timeouts as -c options at connect; PgBouncer 1.18
+                    # refuses the options parameter unless told to ignore it (the role has them).
+                    "ignore_startup_parameters = extra_float_digits,options",
+                ]
+            )
+            + "\n"
+        )
 
     # Redis and Sentinel ----------------------------------------------------------------------
     def redis(self, host: topology.Host, port: int, replica_of: tuple[str, int] | None = None) -> Service:
@@ -256,6 +296,8 @@ class Recipes:
             return self.postgres()
         if name == "nginx":
             return self.nginx()
+        if name == "pg.pgbouncer":
+            return self.pgbouncer_service()
         host_name, _, kind = name.partition(".")
         host = topology.host_named(host_name)
         if kind == "sentinel":

@@ -47,6 +47,7 @@ PUBLIC_URL = f"http://{PROXY.address('public')}"
 HTTP_PORT = 8000  # gunicorn on each app host's front address
 WS_PORT = 8001  # daphne
 POSTGRES_PORT = 5432
+PGBOUNCER_PORT = 6432  # with ``up --pgbouncer``: PgBouncer in transaction mode on the database host
 SENTINEL_PORT = 26379
 
 # Two Redis masters, each with a replica on the other Redis host, both watched by the three
