@@ -633,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.up()
             print(f"run directory (logs, env files): {cluster.run_dir}")
             print(f"public address (from the client namespace): {topology.PUBLIC_URL}")
-            print(f"drills: make drill-1 … drill-4; stop: make cluster-down CLUSTER={args.name}")
+            print(f"drills: make drill-1 … drill-5 CLUSTER={args.name}")
+            print(f"stop: make cluster-down CLUSTER={args.name}")
         elif args.action == "down":
             require_root()
             removed = Cluster(args.name).down()
