@@ -25,7 +25,7 @@ async def fan_out(
     load: Load, label: str, *, messages: int, window: int, budget: float, rooms: list[str] | None = None
 ) -> dict:
     rooms = rooms or load.rooms[:1]
-    senders = [name for name in load.users if "-p" in name][: len(rooms)]
+    senders = load.named("poster")[: len(rooms)]
     if len(senders) < len(rooms):
         raise ValueError(f"{len(rooms)} rooms need as many posters, the plan has {len(senders)}")
     subscribers = [s for s in load.subscribers if s.ended is None]

@@ -63,7 +63,7 @@ async def latency_drill(
         if problems:
             results[-1]["problem"] = problems
     load.stop.set()
-    await asyncio.gather(*load._tasks, return_exceptions=True)
+    await asyncio.gather(*load.tasks, return_exceptions=True)
     contract = [r["problem"] for r in results if r.get("problem")]
     return {"method": with_delay.method, "results": results, "contract": contract}
 
@@ -80,7 +80,7 @@ class RevocationSampler:
         self.names: list[str] = []
 
     async def prepare(self) -> None:
-        self.names = [name for name in self.load.users if "-r" in name][: self.count]
+        self.names = self.load.named("revoked")[: self.count]
 
     async def measure(self, label: str) -> dict:
         """Revoke each user's token through a host other than its socket's; times at the client:
@@ -88,7 +88,7 @@ class RevocationSampler:
         users = self.load.users
         for name in self.names:  # a fresh token per condition: the last one was revoked
             if users[name].get("revoked"):
-                await self.load._login(name)
+                await self.load.login(name)
         opened = await asyncio.gather(*(self._open(name) for name in self.names))
         host_of = await self._hosts()
         from_request, requests = [], []
@@ -139,7 +139,7 @@ class RevocationSampler:
         return name, ws, hello["connection_id"]
 
     async def _hosts(self) -> dict[str, str]:
-        answer = json.loads(await asyncio.to_thread(self.load._app_python, {"action": "sockets"}))
+        answer = json.loads(await asyncio.to_thread(self.load.app_python, {"action": "sockets"}))
         return {connection_id: process.split(":")[0] for connection_id, process, _ in answer}
 
 
@@ -159,16 +159,9 @@ async def _closed(ws, timeout: float) -> tuple[int | None, float]:
 def plan_for(size: str) -> tuple[Plan, dict]:
     """The load (fan-out sockets) and the drill's own sizes, short or long."""
     if size == "long":
-        return Plan(
+        plan = Plan(
             users=30, sockets_per_user=10, posters=1, revoked=60, unsubscribing=0, revoke_halfway=False
-        ), {
-            "revocations": 60,
-            "messages": 200,
-            "window": 10,
-        }
-    return Plan(users=10, sockets_per_user=4, posters=1, revoked=20, unsubscribing=0, revoke_halfway=False), {
-        "revocations": 20,
-        "messages": 100,
-        "window": 10,
-        "fan_budget": 20.0,
-    }
+        )
+        return plan, {"revocations": 60, "messages": 400, "window": 10, "fan_budget": 60.0}
+    plan = Plan(users=10, sockets_per_user=4, posters=1, revoked=20, unsubscribing=0, revoke_halfway=False)
+    return plan, {"revocations": 20, "messages": 100, "window": 10, "fan_budget": 20.0}

@@ -51,12 +51,14 @@ class Load:
         self.stats = HttpStats()
         self.subscribers: list[Subscriber] = []
         self.posters: list[Poster] = []
-        self.users: dict[str, dict] = {}  # username -> {"id", "token", "token_id", "api", "rooms"}
+        # username -> {"id", "role", "token", "token_id", "api", "rooms", "key"}; role is
+        # "subscriber", "revoked" (a subscriber whose token the drill revokes) or "poster"
+        self.users: dict[str, dict] = {}
         self.stop = asyncio.Event()
         self.events: list[tuple[float, str]] = []  # what the drill did, when (for the report)
         self.problems: list[str] = []  # contract breaches seen along the way (client IPs…)
         self.started_at = now()
-        self._tasks: list[asyncio.Task] = []
+        self.tasks: list[asyncio.Task] = []  # the subscribers' runs
 
     def event(self, what: str) -> None:
         self.events.append((now(), what))
@@ -65,16 +67,15 @@ class Load:
     # --- preparation ------------------------------------------------------------------------------
     async def prepare(self) -> None:
         plan = self.plan
-        names = (
-            [f"d{self.run_id}-s{i}" for i in range(plan.users)]
-            + [f"d{self.run_id}-r{i}" for i in range(plan.revoked)]
-            + [f"d{self.run_id}-p{i}" for i in range(plan.posters)]
-        )
+        roles = {f"d{self.run_id}-s{i}": "subscriber" for i in range(plan.users)}
+        roles.update({f"d{self.run_id}-r{i}": "revoked" for i in range(plan.revoked)})
+        roles.update({f"d{self.run_id}-p{i}": "poster" for i in range(plan.posters)})
+        names = list(roles)
         keys_dir = self.out_dir / "keys"
         keys_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=4) as pool:
             keys = dict(zip(names, pool.map(lambda name: make_key(keys_dir, name), names), strict=True))
-        second_room = [n for i, n in enumerate(names) if "-s" not in n or i % 2 == 0]
+        second_room = [n for i, n in enumerate(names) if roles[n] != "subscriber" or i % 2 == 0]
         request = {
             "action": "seed",
             "users": [
@@ -85,22 +86,33 @@ class Load:
                 {"slug": self.rooms[1], "members": second_room},
             ],
         }
-        ids = json.loads(await asyncio.to_thread(self._app_python, request))["users"]
+        ids = json.loads(await asyncio.to_thread(self.app_python, request))["users"]
         for index, name in enumerate(names):
             rooms = self.rooms if name in second_room else self.rooms[:1]
             api = Api(topology.CLIENT_ADDRESSES[index], self.stats)
-            self.users[name] = {"id": ids[name], "api": api, "rooms": rooms, "key": keys[name]}
+            self.users[name] = {
+                "id": ids[name],
+                "role": roles[name],
+                "api": api,
+                "rooms": rooms,
+                "key": keys[name],
+            }
         self.event(f"{len(names)} users registered, logging in with their SSH keys")
-        await asyncio.gather(*(self._login(name) for name in names))
+        await asyncio.gather(*(self.login(name) for name in names))
         await asyncio.gather(*(self._check_client_ip(name) for name in names))
         self.event("everyone logged in through nginx")
         self._build_clients()
 
-    def _app_python(self, request: dict) -> str:
+    def named(self, role: str) -> list[str]:
+        return [name for name, user in self.users.items() if user["role"] == role]
+
+    def app_python(self, request: dict) -> str:
+        """A request to deploy/drills/seed.py on an app host; its JSON answer."""
         service = self.cluster.recipes.python(topology.APPS[0], "-m", "deploy.drills.seed", name="drill-seed")
         return self.cluster.output(service, json.dumps(request))
 
-    async def _login(self, name: str) -> None:
+    async def login(self, name: str) -> None:
+        """A real login with the user's key, through nginx (a new token each time)."""
         user = self.users[name]
         issued = await user["api"].login(user["key"], device=f"drill {self.run_id}")
         user["token"], user["token_id"] = issued["token"], issued["token_id"]
@@ -117,19 +129,19 @@ class Load:
         leaving = self.plan.unsubscribing
         for name, user in self.users.items():
             person = {"id": user["id"], "username": name}
-            if "-p" in name:
+            if user["role"] == "poster":
                 self.posters.append(
                     Poster(
                         name, person, user["token"], self.rooms, user["api"], self._targets_for(user["id"])
                     )
                 )
                 continue
-            if "-r" in name and not self.plan.revoke_halfway:
+            if user["role"] == "revoked" and not self.plan.revoke_halfway:
                 continue
-            copies = 1 if "-r" in name else self.plan.sockets_per_user
+            copies = 1 if user["role"] == "revoked" else self.plan.sockets_per_user
             for copy in range(copies):
                 subscriber = Subscriber(f"{name}/{copy}", person, user["token"], user["rooms"], user["api"])
-                if leaving and "-s" in name and len(user["rooms"]) > 1:
+                if leaving and user["role"] == "subscriber" and len(user["rooms"]) > 1:
                     subscriber.leaves = self.rooms[1]
                     leaving -= 1
                 self.subscribers.append(subscriber)
@@ -149,7 +161,7 @@ class Load:
 
     # --- the run ------------------------------------------------------------------------------------
     async def open_sockets(self, timeout: float = 60) -> None:
-        self._tasks = [asyncio.ensure_future(s.run(self.stop)) for s in self.subscribers]
+        self.tasks = [asyncio.ensure_future(s.run(self.stop)) for s in self.subscribers]
         deadline = now() + timeout
         while not all(self._subscribed(s) for s in self.subscribers):
             if now() > deadline:
@@ -194,7 +206,7 @@ class Load:
         fault_result = await fault_task if fault_task else None
         await self._drain()
         self.stop.set()
-        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 30)
+        await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 30)
         truth = await self._truth()
         verdict = checker.judge(self.subscribers, self.posters, truth)
         self._save_frames()
@@ -211,7 +223,7 @@ class Load:
                 self.event(f"{subscriber.name} unsubscribed from {subscriber.leaves}")
         await asyncio.sleep(plan.duration * 0.1)
         for subscriber in self.subscribers:
-            if "-r" in subscriber.name:
+            if self.users[subscriber.user["username"]]["role"] == "revoked":
                 api = self.users[subscriber.user["username"]]["api"]
                 subscriber.revoking = True
                 await api.call("DELETE", "logout", token=subscriber.token)
@@ -254,13 +266,13 @@ class Load:
             for room in user["rooms"]:
                 truth[(user["id"], room)] = await user["api"].history(user["token"], room)
 
-        live = [(n, u) for n, u in self.users.items() if "-r" not in n]
+        live = [(n, u) for n, u in self.users.items() if u["role"] != "revoked"]
         await asyncio.gather(*(fetch(n, u) for n, u in live))
         return truth
 
     async def locate_sockets(self) -> dict[str, int]:
         """Which app host holds each open socket (the live-connection registry); counts by host."""
-        answer = json.loads(await asyncio.to_thread(self._app_python, {"action": "sockets"}))
+        answer = json.loads(await asyncio.to_thread(self.app_python, {"action": "sockets"}))
         found = {connection_id: (process.split(":")[0], ip) for connection_id, process, ip in answer}
         counts: dict[str, int] = {}
         for subscriber in self.subscribers:

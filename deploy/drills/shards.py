@@ -58,7 +58,7 @@ async def shards_drill(
             before = now()
             await asyncio.to_thread(restart_apps, cluster, layer_urls)
             load.event(f"every app process restarted: {label}")
-            if not load._tasks:
+            if not load.tasks:
                 await load.open_sockets()
             else:
                 await load.resubscribed(before)
@@ -70,7 +70,7 @@ async def shards_drill(
         await asyncio.to_thread(restart_apps, cluster, original)
         load.event("the cluster's own layer configuration is back")
     load.stop.set()
-    await asyncio.gather(*load._tasks, return_exceptions=True)
+    await asyncio.gather(*load.tasks, return_exceptions=True)
     return {"results": results, "contract": [r["problem"] for r in results if r.get("problem")]}
 
 
