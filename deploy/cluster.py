@@ -268,9 +268,15 @@ class Cluster:
         print(f"cluster {self.name!r} is up in {time.monotonic() - started:.1f} s")
 
     def _prepare_run_dir(self) -> None:
-        if self.run_dir.exists():
-            shutil.rmtree(self.run_dir)
-        self.run_dir.mkdir(parents=True)
+        """A clean run directory; the reports of earlier drills (drills/) are kept."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for entry in self.run_dir.iterdir():
+            if entry.name == "drills":
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
         values = services.new_secrets()
         (self.run_dir / "static").mkdir()
         for directory in [*(host.name for host in topology.HOSTS), "nginx"]:
