@@ -12,6 +12,7 @@ checks that nothing of it is left.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -26,10 +27,11 @@ NAME = f"ci{os.getpid() % 100000}"  # namespaces of its own, beside a developer'
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(request):
     if os.geteuid() != 0:
         pytest.fail("the cluster needs root (network namespaces); CI runs the suite as root")
     cluster = Cluster(NAME, workers=1)  # the venv of this python
+    failed_before = request.session.testsfailed
     try:
         cluster.up()
         yield cluster
@@ -38,6 +40,10 @@ def cluster():
         cluster.down()
         assert not [ns for ns in topology.namespaces(NAME) if netns.exists(ns)], "namespaces left"
         assert not [pid for pid in pids if pid_alive(pid)], "processes left"
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(cluster.run_dir, ignore_errors=True)  # kept when a drill failed: its logs
+        else:
+            print(f"the cluster's logs and the drills' frames: {cluster.run_dir}")
 
 
 def drill(cluster: Cluster, number: int, tmp_path) -> dict:
