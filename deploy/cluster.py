@@ -655,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: the cluster was torn down", file=sys.stderr)
+        return 130
     return 0
 
 
