@@ -168,6 +168,24 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     )
 _database["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DATABASES = {"default": _database}
+# PgBouncer in transaction mode cannot carry what needs a server session of its own: the change
+# log's LISTEN (live/pg_listen.py) and the purge's advisory lock (tokens/purge_lock.py). With
+# DATABASE_URL at the pooler, DATABASE_DIRECT_URL names the same database directly, and those
+# two connections use it (foundation/direct_db.py); unset, they use DATABASE_URL like the rest.
+# Setting it also turns off server-side cursors (QuerySet.iterator()): a cursor lives in one
+# server session, which transaction pooling does not keep (Django's docs, "Transaction pooling
+# and server-side cursors").
+DATABASE_DIRECT_URL = env_str("DATABASE_DIRECT_URL")
+if DATABASE_DIRECT_URL:
+    try:
+        _direct_engine = dj_database_url.parse(DATABASE_DIRECT_URL)["ENGINE"]
+    except Exception as exc:
+        raise ImproperlyConfigured(f"DATABASE_DIRECT_URL is not a usable database URL: {exc}") from None
+    if not (_direct_engine == _database["ENGINE"] == "django.db.backends.postgresql"):
+        raise ImproperlyConfigured(
+            "DATABASE_DIRECT_URL is for PostgreSQL behind a pooler: it and DATABASE_URL must both be postgres://"
+        )
+    _database["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and cache ---------------------------------------------------------

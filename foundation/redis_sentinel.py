@@ -6,7 +6,8 @@ READONLY answer from a demoted primary, a reset) reconnects through ``connect_ch
 which reuses the old host and port: the retry reached the demoted primary again, and the
 command failed although the Sentinels already named the new one. Upstream: redis/redis-py issue
 #3874 (open; pull request #3875). Here every connect, whatever path opens it, goes through the
-discovery (one SENTINEL MASTERS round trip, only when a connection is opened).
+discovery (one SENTINEL MASTERS round trip, only when a connection is opened). And a read that
+fails closes its connection (see read_response).
 """
 
 import redis.asyncio.connection
@@ -16,6 +17,20 @@ import redis.sentinel
 
 
 class SentinelConnection(redis.sentinel.SentinelManagedConnection):
+    def read_response(self, disable_decoding=False, *, disconnect_on_error=True, push_request=False):
+        """A failed read closes the connection, as every other redis-py connection does.
+
+        redis-py 6.4's Sentinel connection defaults ``disconnect_on_error`` to False: after a read
+        that timed out (a partition, a stalled primary) the connection went back to the pool with
+        its reply still on the way, and the next command sent on it before that reply arrived
+        read it as its own: a rate-limit count of None, another key's cached value. Upstream:
+        redis/redis-py pull request #4292 (open). PubSub passes False itself, as before."""
+        return super().read_response(
+            disable_decoding=disable_decoding,
+            disconnect_on_error=disconnect_on_error,
+            push_request=push_request,
+        )
+
     def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
         if self._sock:
             return

@@ -1,7 +1,8 @@
 """PostgreSQL LISTEN for the change log: NOTIFY is sent by the database itself when a change
 commits (foundation.changelog), so a server process hears of a change within milliseconds even when the
 process that made it could not reach Redis. Best effort: a lost connection only costs latency,
-the poller's interval is the floor."""
+the poller's interval is the floor. LISTEN needs a server session of its own: behind PgBouncer
+in transaction mode it connects with DATABASE_DIRECT_URL (foundation/direct_db.py)."""
 
 import logging
 import threading
@@ -9,6 +10,7 @@ import threading
 import psycopg
 
 from foundation.changelog import NOTIFY_CHANNEL
+from foundation.direct_db import session_connection_params
 from live.os_thread import set_os_thread_name
 
 logger = logging.getLogger(__name__)
@@ -22,20 +24,12 @@ class Listener:
     def start(self) -> None:
         self._thread.start()
 
-    def _params(self) -> dict:
-        from django.db import connections
-
-        params = connections["default"].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        return params
-
     def _run(self) -> None:
         set_os_thread_name("live-listen")
         failing = False
         while not self._stop.is_set():
             try:
-                with psycopg.connect(**self._params(), autocommit=True) as conn:
+                with psycopg.connect(**session_connection_params(), autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     if failing:
                         failing = False

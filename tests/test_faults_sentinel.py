@@ -60,6 +60,25 @@ def demote_primary(group: SentinelRedis) -> int:
     return new
 
 
+def test_a_command_that_timed_out_never_hands_its_late_reply_to_the_next_command(sentinel_group):
+    """A read that times out (a partition, a stalled primary) must close its connection: the
+    reply still arrives later, and a connection put back in the pool would hand it to the next
+    command on it (redis/redis-py#4292). The deploy/ partition drill met it as a rate-limit count
+    of None (a 500 on ws-ticket) once the cut host's link came back."""
+    client = redis_urls.client(sentinel_group.url, socket_timeout=1.0)
+    try:
+        client.set("late-a", "A")
+        client.set("late-b", "B")
+        sentinel_group.client(sentinel_group.primary_port).execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        with pytest.raises(redis.TimeoutError):
+            client.get("late-a")  # answered 0.5 s later, when the pause ends
+        # Asked before that late reply comes: on the same connection it would read it as its own.
+        assert client.get("late-b") == b"B"
+        assert client.incr("late-count") == 1
+    finally:
+        client.close()
+
+
 async def test_after_a_demotion_every_redis_user_writes_to_the_new_primary_at_its_next_call(
     sentinel_group, settings
 ):

@@ -57,7 +57,7 @@ def test_trusted_proxies_must_be_cidrs(environ):
 
 def boot(**overrides) -> subprocess.CompletedProcess:
     """Load the settings in a fresh interpreter with exactly this environment."""
-    ours = ("NATIVE_", "DATABASE_URL", "REDIS_URL", "REDIS_LAYER_URLS")
+    ours = ("NATIVE_", "DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "REDIS_LAYER_URLS")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **overrides})
     for name in ("DEBUG", "SECRET_KEY"):
@@ -94,6 +94,14 @@ def test_with_no_environment_it_runs_embedded_on_sqlite():
         ({"REDIS_URL": "redis+sentinel://10.0.0.1:26379"}, "the master name is missing"),
         ({"REDIS_LAYER_URLS": "redis://127.0.0.1:6379/1"}, "REDIS_LAYER_URLS is set without REDIS_URL"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a usable database URL"),
+        ({"DATABASE_DIRECT_URL": "postgres://db.internal/native"}, "DATABASE_DIRECT_URL is for PostgreSQL"),
+        (
+            {
+                "DATABASE_URL": "postgres://pgbouncer.internal:6432/native",
+                "DATABASE_DIRECT_URL": "nosuchdb://x",
+            },
+            "DATABASE_DIRECT_URL is not a usable database URL",
+        ),
     ],
 )
 def test_bad_values_stop_the_process_with_a_message_naming_the_setting(overrides, message):
@@ -150,6 +158,25 @@ def test_a_sentinel_url_and_layer_shards_reach_the_cache_and_the_layer():
     location, hosts = result.stdout.splitlines()
     assert location == repr([sentinel])  # one server, not three split at the commas
     assert hosts == repr(["redis://10.0.0.9:6379/0", "layer"])  # a plain shard, a Sentinel one
+
+
+def test_behind_a_pooler_server_side_cursors_are_off_and_only_then():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s;"
+        "print(s.DATABASES['default'].get('DISABLE_SERVER_SIDE_CURSORS', False))"
+    )
+    pooled = {"DATABASE_URL": "postgres://native@pgbouncer.internal:6432/native"}
+    direct = {"DATABASE_DIRECT_URL": "postgres://native@db.internal:5432/native"}
+    outputs = []
+    for extra in ({}, direct):
+        environment = {k: v for k, v in os.environ.items() if k != "DATABASE_DIRECT_URL"}
+        environment.update({"DJANGO_SETTINGS_MODULE": "config.settings", **pooled, **extra})
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.strip())
+    assert outputs == ["False", "True"]
 
 
 def test_the_production_configuration_passes_check_deploy():

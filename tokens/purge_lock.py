@@ -4,7 +4,8 @@
   connection may be closed and reopened between batches (CONN_MAX_AGE, health checks,
   close_old_connections), which would silently drop a session lock taken on it; a dedicated
   autocommit connection lives exactly as long as the purge, and the server frees the lock
-  by itself if the purger dies. Advisory locks are per database.
+  by itself if the purger dies. Advisory locks are per database. Behind PgBouncer in
+  transaction mode that connection goes direct (DATABASE_DIRECT_URL, foundation/direct_db.py).
 - Otherwise, with REDIS_URL: a Redis lock with an expiry (redis-py's Lock: token-checked
   extend and release in Lua), extended after every batch, so a purger that died frees it
   within LOCK_TTL seconds.
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection
+
+from foundation.direct_db import session_connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class PostgresAdvisoryLock:
 
     def acquire(self) -> bool:
         with connection.wrap_database_errors:  # psycopg errors surface as django.db errors
-            conn = connection.Database.connect(**connection.get_connection_params(), autocommit=True)
+            conn = connection.Database.connect(**session_connection_params(), autocommit=True)
             try:
                 got = conn.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_KEY]).fetchone()[0]
             except Exception:
