@@ -16,12 +16,9 @@ costs one socket timeout per process, not one per request.
 import logging
 import math
 import time
-from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Min
-from django.utils import timezone
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 
@@ -154,29 +151,3 @@ def frame_rate() -> tuple[float, int]:
 
 
 # --- caps on stored state ---------------------------------------------------------------------
-
-
-def enforce_ticket_cap(user) -> None:
-    """Refuse (429) a ticket beyond NATIVE_MAX_PENDING_TICKETS_PER_USER unused, unexpired ones.
-
-    One COUNT over the user's tickets (indexed by user); the ws-ticket rate limit usually keeps
-    the number far lower, and this holds when that limit is off or set high.
-    """
-    from tokens.models import WsTicket
-
-    now = timezone.now()
-    pending = WsTicket.objects.filter(user=user, used_at=None, expires_at__gt=now).aggregate(
-        count=Count("pk"), first_expiry=Min("expires_at")
-    )
-    if pending["count"] >= settings.NATIVE_MAX_PENDING_TICKETS_PER_USER:
-        retry_after = _seconds_until(pending["first_expiry"], now)
-        metrics.rate_limited("pending-tickets")
-        raise ApiError(
-            429,
-            f"Too many unused websocket tickets; use one or retry in {retry_after} s.",
-            retry_after=retry_after,
-        )
-
-
-def _seconds_until(moment: datetime, now: datetime) -> int:
-    return max(1, math.ceil((moment - now).total_seconds()))
