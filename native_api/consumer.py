@@ -16,11 +16,11 @@ import logging
 import time
 from collections import deque
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from foundation import metrics
+from foundation.db_health import database_sync_to_async
 from live import presence
 from live.hub import get_hub
 from live.outbox import Outbox
