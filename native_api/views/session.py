@@ -181,6 +181,7 @@ _TICKET_ERRORS = {429: "Too many tickets for this user this minute."}
         "auth",
         "A single-use websocket ticket, bound to the presented credential.",
         auth=True,
+        user_limit="ws-ticket",
         responses={201: (WsTicket, "Open the websocket at url within expires_in seconds.")},
         errors=_TICKET_ERRORS,
     ),
@@ -189,12 +190,13 @@ _TICKET_ERRORS = {429: "Too many tickets for this user this minute."}
         "auth",
         "The same as createWsTicket, for clients that cannot POST.",
         auth=True,
+        user_limit="ws-ticket",
         responses={200: (WsTicket, "Open the websocket at url within expires_in seconds.")},
         errors=_TICKET_ERRORS,
     ),
 )
 def ws_ticket(request):
-    ratelimits.enforce("ws-ticket", f"user:{request.user.pk}")
+    # The per-user limit was counted with authentication (user_limit above): one round trip.
     ticket = tickets.mint(request.credential)
     answer = WsTicket(
         ticket=ticket, expires_in=settings.NATIVE_TICKET_TTL, url=f"/api/ws/native?ticket={ticket}"
