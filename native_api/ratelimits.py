@@ -20,6 +20,7 @@ After a failure the cache is left alone for CACHE_RETRY_AFTER seconds, so that a
 costs one socket timeout per process, not one per request.
 """
 
+import functools
 import logging
 import math
 import time
@@ -99,8 +100,7 @@ class _Counter:
         # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
         limit, period = parsed = parse_rate(rate)
         window = _get_window(bucket, period)
-        key = _make_cache_key(f"native:{name}", window, parsed, bucket, ALL)
-        return cls(name, bucket, limit, period, window, key)
+        return cls(name, bucket, limit, period, window, _cache_key(name, window, parsed, bucket))
 
     @property
     def added(self) -> tuple[str, int, int]:
@@ -127,6 +127,12 @@ class _Counter:
         # The window ends when int(time.time()) passes its mark; the mark minus the current
         # whole second, plus one, rounds the wait up.
         return max(1, self.window - int(time.time()) + 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cache_key(name: str, window: int, rate: tuple[int, int], bucket: str) -> str:
+    """django-ratelimit's key (a hash, and settings read, on every call: kept per window)."""
+    return _make_cache_key(f"native:{name}", window, rate, bucket, ALL)
 
 
 class _Lockouts:
