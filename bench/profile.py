@@ -2,7 +2,10 @@
 py-spy (not a dependency of the project: ``pip install py-spy`` anywhere and put it on PATH).
 
     python -m bench.profile LOAD [--backend postgres]
-    LOAD: me-wsgi | me-asgi | connect-bearer | connect-ticket | fanout | idle
+    LOAD: me-wsgi | me-asgi | connect-bearer | connect-ticket | connect-ticket-daphne | fanout | idle
+
+(connect-ticket mints on gunicorn, the production layout; connect-ticket-daphne on the daphne
+that serves the socket, the embedded default's layout.)
 
 Prints the hottest frames (own time and with callees) of the server processes, sampling only
 the thread that holds the GIL (Python CPU time, not waits); ``idle`` prints each server
@@ -32,7 +35,16 @@ SECONDS = 15
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument(
-        "load", choices=["me-wsgi", "me-asgi", "connect-bearer", "connect-ticket", "fanout", "idle"]
+        "load",
+        choices=[
+            "me-wsgi",
+            "me-asgi",
+            "connect-bearer",
+            "connect-ticket",
+            "connect-ticket-daphne",
+            "fanout",
+            "idle",
+        ],
     )
     parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded")
     args = parser.parse_args(argv)
@@ -56,7 +68,7 @@ def main(argv=None) -> int:
         specs = [("main", "gunicorn" if args.load == "me-wsgi" else "daphne", ROOT)]
     try:
         with ctx.servers_of(database_url, *specs, **env) as servers:
-            watched = servers if args.load != "connect-bearer" else servers[:1]
+            watched = servers if args.load in ("connect-ticket", "fanout") else servers[:1]
             pids = [p.pid for server in watched for p in server.processes()]
             load = threading.Thread(target=run_load, args=(args.load, servers, tokens, seed), daemon=True)
             load.start()
@@ -132,7 +144,9 @@ def run_load(load, servers, tokens, seed) -> None:
         return
     from bench.connect import measure  # the scenario's own client
 
-    measure(servers[0], servers[1], load.split("-")[1], tokens, count=10**6, timeout=SECONDS + 4)
+    minting = servers[1] if load == "connect-ticket" else servers[0]
+    mode = "bearer" if load == "connect-bearer" else "ticket"
+    measure(servers[0], minting, mode, tokens, count=10**6, timeout=SECONDS + 4)
 
 
 def record(pids, raw) -> None:

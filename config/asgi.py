@@ -21,10 +21,12 @@ from django.conf import settings  # noqa: E402
 
 from config import daphne_compat, stopping  # noqa: E402
 from config.handlers import PathDispatchASGI  # noqa: E402
+from foundation.db_health import throttle_request_health_checks  # noqa: E402
 from native_api.routing import websocket_application  # noqa: E402
 from tokens.purge_loop import with_purge_loop  # noqa: E402
 
 daphne_compat.install()
+throttle_request_health_checks()  # SELECT 1 at most once a second per connection, not per request
 django_asgi_app = PathDispatchASGI(threads=settings.NATIVE_HTTP_THREADS)
 # with_purge_loop: the first request a real server hands us starts this process's purge thread.
 application = stopping.guarded(

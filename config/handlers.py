@@ -23,10 +23,14 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
+from django.urls import set_script_prefix
 
 API_PREFIX = "/api/"
 
@@ -112,7 +116,53 @@ class LeasedThreadASGIHandler(ASGIHandler):
 
 
 class ApiASGIHandler(_ApiChainMixin, LeasedThreadASGIHandler):
-    """LeasedThreadASGIHandler whose chain is NATIVE_API_MIDDLEWARE."""
+    """/api/ under ASGI: the request's whole sync part in one hop to its leased thread.
+
+    Django's ASGIHandler crosses to the request's thread three times for a sync view: to send
+    ``request_started`` (its receivers are sync), to run the view, and to close the response
+    (``request_finished``); and it starts two tasks per request to notice a client that leaves
+    while an async view runs. The API's views are sync and quick, and their chain runs inline
+    (config.lean_middleware), so here the body is read on the event loop, then one hop sends
+    ``request_started``, builds the request, runs the chain in sync mode (WSGI's way, same
+    middleware, same view) and closes the response, and the loop writes it out. A streaming
+    response is closed after it is sent, as Django does; an async view (health) runs under
+    the sync chain through ``async_to_sync``, on this process's loop.
+    """
+
+    def __init__(self, threads: SyncThreads):
+        super().__init__(threads)
+        self._sync_handler = _SyncApiHandler()
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+            await self.send_response(response, send)
+            if response.streaming:
+                await sync_to_async(response.close, thread_sensitive=True)()
+        finally:
+            body_file.close()
+
+    def _respond(self, scope, body_file):
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self._sync_handler.get_response(request)
+        if not response.streaming:
+            response.close()  # request_finished: the body is already rendered
+        return response
+
+
+class _SyncApiHandler(_ApiChainMixin, BaseHandler):
+    """NATIVE_API_MIDDLEWARE built for sync mode, as the WSGI handler builds it."""
+
+    def __init__(self):
+        super().__init__()
+        self.load_middleware(is_async=False)
 
 
 class PathDispatchASGI:

@@ -5,8 +5,8 @@ from foundation.env import env_bool
 from native_api import metrics_view
 
 urlpatterns = [
+    path("api/native/", include("native_api.urls")),  # first: the hot paths resolve in one step
     path("admin/", admin.site.urls),
-    path("api/native/", include("native_api.urls")),
     path("metrics", metrics_view.metrics, name="metrics"),
 ]
 

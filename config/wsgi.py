@@ -18,6 +18,9 @@ import django  # noqa: E402
 django.setup(set_prefix=False)
 
 from config.handlers import PathDispatchWSGI  # noqa: E402
+from foundation.db_health import throttle_request_health_checks  # noqa: E402
+
+throttle_request_health_checks()  # SELECT 1 at most once a second per connection, not per request
 
 # No background purge thread here: the ASGI processes of the layout run it (config/asgi.py), or
 # ``manage.py purge_tokens --loop`` does; a gunicorn worker stays a plain request loop.

@@ -37,11 +37,13 @@ class CompiledLookup:
         self._plans: dict[str, _Plan] = {}
         self._lock = threading.Lock()
 
-    def first(self, *values, using: str = "default"):
+    def first(self, *values, using: str = "default", prefix: str = "", prefix_params=()):
+        """``prefix``: SQL placed before the query in the same statement (a ``WITH`` clause the
+        query's own filters may name), with its parameters."""
         plan = self._plans.get(using) or self._compile(using)
         connection = connections[using]
         with connection.cursor() as cursor:
-            cursor.execute(plan.sql, [values[i] for i in plan.order])
+            cursor.execute(prefix + plan.sql, [*prefix_params, *(values[i] for i in plan.order)])
             row = cursor.fetchone()
         if row is None:
             return None

@@ -106,6 +106,7 @@ REASONS = frozenset(
         "missing",
         "malformed",
         "unknown",
+        "replayed",
         "expired",
         "revoked",
         "inactive",
@@ -122,7 +123,6 @@ LIMITS = frozenset(
         "ws-ticket",
         "ws-connect",
         "ws-frames",
-        "pending-tickets",
     }
 )
 LOGIN_METHODS = frozenset({"key", "security_key", "certificate"})

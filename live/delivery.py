@@ -11,9 +11,8 @@ backlog (``go_live``), so that resume is gapless.
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
-
 from foundation import metrics
+from foundation.db_health import database_sync_to_async
 from live.feed import RoomFeed, Subscription
 from rooms.history import room_messages
 

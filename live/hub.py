@@ -23,9 +23,8 @@ import logging
 import time
 from typing import Protocol
 
-from channels.db import database_sync_to_async
-
 from foundation import changelog, shutdown
+from foundation.db_health import database_sync_to_async
 from live import verdicts
 from live.control import ChangeApplier
 from live.delivery import RoomDelivery

@@ -6,6 +6,7 @@ from untrusted peers are ignored, so a client cannot choose its own rate-limit b
 it writes into X-Forwarded-For ends up on the left of the entries our proxies append.
 """
 
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -15,6 +16,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPV6_BUCKET_PREFIX = 64  # one subscriber usually owns a whole /64
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked about the same few peers at every connect
 def parse(value: str | None) -> IPAddress | None:
     """An address as peers and proxies write it ("1.2.3.4", "1.2.3.4:80", "[::1]:443",
     "::ffff:1.2.3.4", "fe80::1%eth0"), or None for anything else."""
@@ -77,6 +79,7 @@ def from_scope(scope) -> str | None:
     return resolve(client[0], ",".join(forwarded) or None)
 
 
+@functools.lru_cache(maxsize=4096)
 def rate_key(ip: str | None) -> str:
     """The rate-limit bucket of an address: itself for IPv4, its /64 for IPv6 (a single host
     can use every address of its /64, so per-address buckets would be free to multiply)."""

@@ -16,11 +16,11 @@ import logging
 import time
 from collections import deque
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from foundation import metrics
+from foundation.db_health import database_sync_to_async
 from live import presence
 from live.hub import get_hub
 from live.outbox import Outbox
@@ -65,7 +65,8 @@ class ConnectRefused(Exception):
 
 def admit(bucket: str, kind: str, raw: str, count_connect: bool):
     """Everything a connect needs from the cache and the database, in one thread hop: the
-    connect rate limit, then the one verifier. Failures count against the address."""
+    connect rate limit and the address's lockout (one round trip to the cache), then the one
+    verifier (one to the database). Failures count against the address."""
     if count_connect and ratelimits.ws_connect_refused(bucket):
         raise ConnectRefused()
     try:
@@ -73,7 +74,7 @@ def admit(bucket: str, kind: str, raw: str, count_connect: bool):
             raise AuthenticationFailed()
         return consume_ticket(raw) if kind == ws_credentials.TICKET else verify_bearer(raw)
     except AuthenticationFailed:
-        ratelimits.hit("auth-failures", bucket)
+        ratelimits.auth_failed(bucket)
         raise
 
 

@@ -1,37 +1,51 @@
-"""Expiring counters in the Django cache, each update one atomic step with its expiry always set.
+"""Expiring counters in the Django cache: a request's counts and reads in one atomic step.
 
-Rate limits and caps count events in keys that must expire: a counter left without a TTL is a
-permanent lockout for its client. Counting as ``cache.add`` then ``cache.incr`` (what
-django-ratelimit does) is not one step: Django's Redis ``incr`` is ``EXISTS`` then ``INCRBY``,
-and a key that expires between the two is recreated by ``INCRBY`` with no TTL at all. Here:
+Rate limits count events in keys that must expire: a counter left without a TTL is a permanent
+lockout for its client. Counting as ``cache.add`` then ``cache.incr`` (django-ratelimit's way)
+is neither one step nor cheap: Django's Redis ``incr`` is ``EXISTS`` then ``INCRBY``, a key that
+expires between the two comes back from ``INCRBY`` with no TTL at all, and the three commands
+are three round trips. Here:
 
-- on Redis, one Lua script (``EVALSHA``, one round trip) increments the key and gives it its
-  TTL if it has none; Redis runs a script atomically, and on the primary, so a failover never
-  splits the two steps either;
-- on the local-memory cache (the embedded default, one process), add / incr under one lock, and a
-  key that expired between the two starts again at ``delta`` with its TTL.
+- on Redis, one Lua script (``EVALSHA``, one round trip, run atomically on the primary)
+  increments each counter it is given, gives it its TTL if it has none, and reads the others:
+  a websocket connect counts its address and reads the address's failed-auth lockout in that
+  one call, an authenticated request reads the lockout and counts its user's limit in it;
+- on the local-memory cache (the embedded default, one process), the same under one lock.
 
-One call is one command, so callers can later queue several in one pipeline.
+``incr`` (one counter) is the one-command case. The Redis client is made once per cache
+object (one per thread) over the cache's shared pool: Django's cache builds a new client
+object for every call, which cost a gunicorn worker a tenth of its ``/me`` time
+(docs/benchmarks.md).
 """
 
 import hashlib
 import threading
+from collections.abc import Sequence
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import NoScriptError
 
-# KEYS[1]: the counter; ARGV[1]: delta; ARGV[2]: seconds to live. A key that has no TTL gets
-# one (a new key, or one an older version of this code left without), so none lives forever.
-_INCR_SCRIPT = b"""
-local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
+# KEYS: the counters to add to, then the counters to read. ARGV[1]: how many are added to; then
+# per added counter its delta and its seconds to live. A counter without a TTL gets one (a new
+# key, or one an older version of this code left without), so none lives forever. A value that
+# is not a number (nothing of ours writes one) reads as 0.
+_SCRIPT = b"""
+local added = tonumber(ARGV[1])
+local out = {}
+for i = 1, added do
+    out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i])
+    if redis.call('TTL', KEYS[i]) < 0 then
+        redis.call('EXPIRE', KEYS[i], ARGV[2 * i + 1])
+    end
 end
-return count
+for i = added + 1, #KEYS do
+    out[i] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+end
+return out
 """
-_INCR_SHA = hashlib.sha1(_INCR_SCRIPT, usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
+_SHA = hashlib.sha1(_SCRIPT, usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
 
 _local_lock = threading.Lock()
 
@@ -39,29 +53,56 @@ _local_lock = threading.Lock()
 def incr(key: str, *, ttl: int, delta: int = 1) -> int:
     """Add ``delta`` to the counter ``key`` (created at ``delta`` if absent, expiring ``ttl``
     seconds after its creation) and return the new count. Raises what the cache raises."""
+    return count([(key, ttl, delta)])[0]
+
+
+def count(added: Sequence[tuple[str, int, int]], read: Sequence[str] = ()) -> list[int]:
+    """For each (key, ttl, delta) of ``added``, its count after adding; then for each key of
+    ``read``, its count (0 when absent). One atomic step; raises what the cache raises."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        return _incr_redis(backend, key, ttl, delta)
-    return _incr_local(backend, key, ttl, delta)
+        return _count_redis(backend, added, read)
+    return _count_local(backend, added, read)
 
 
-def _incr_redis(backend: RedisCache, key: str, ttl: int, delta: int) -> int:
-    full_key = backend.make_and_validate_key(key)
-    # The cache's own client and pool (Django's RedisCacheClient, ``_cache`` since Django 4.0):
-    # same keys, same connections, same Sentinel handling as every other cache call.
-    client = backend._cache.get_client(full_key, write=True)
+def _count_redis(backend: RedisCache, added, read) -> list[int]:
+    keys = [backend.make_and_validate_key(key) for key, _, _ in added]
+    keys += [backend.make_and_validate_key(key) for key in read]
+    args = [len(added)]
+    for _, ttl, delta in added:
+        args += [delta, ttl]
+    client = _client(backend)
     try:
-        return client.evalsha(_INCR_SHA, 1, full_key, delta, ttl)
+        return client.evalsha(_SHA, len(keys), *keys, *args)
     except NoScriptError:  # a fresh server (a restart, a new primary): EVAL caches it there
-        return client.eval(_INCR_SCRIPT, 1, full_key, delta, ttl)
+        return client.eval(_SCRIPT, len(keys), *keys, *args)
 
 
-def _incr_local(backend: BaseCache, key: str, ttl: int, delta: int) -> int:
+def _client(backend: RedisCache):
+    """One client per cache object (Django keeps one cache object per thread) over the cache's
+    own pool (Django's RedisCacheClient, ``_cache`` since Django 4.0): same keys, same
+    connections, same Sentinel handling as every other cache call."""
+    client = backend.__dict__.get("_native_counter_client")
+    if client is None:
+        client = backend.__dict__["_native_counter_client"] = backend._cache.get_client(None, write=True)
+    return client
+
+
+def _count_local(backend: BaseCache, added, read) -> list[int]:
     with _local_lock:
-        if backend.add(key, delta, ttl):
-            return delta
-        try:
-            return backend.incr(key, delta)  # the local-memory cache keeps the key's expiry
-        except ValueError:  # it expired after add() saw it
-            backend.set(key, delta, ttl)
-            return delta
+        out = []
+        for key, ttl, delta in added:
+            if backend.add(key, delta, ttl):
+                out.append(delta)
+                continue
+            try:
+                out.append(backend.incr(key, delta))  # the local-memory cache keeps the expiry
+            except ValueError:  # it expired after add() saw it
+                backend.set(key, delta, ttl)
+                out.append(delta)
+        values = backend.get_many(read) if read else {}
+        return out + [_number(values.get(key, 0)) for key in read]
+
+
+def _number(value) -> int:
+    return value if type(value) is int else 0

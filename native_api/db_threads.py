@@ -9,7 +9,7 @@ storm from queueing behind every socket's frame work on channels' single sync th
 
 from concurrent.futures import ThreadPoolExecutor
 
-from channels.db import DatabaseSyncToAsync
+from foundation.db_health import DatabaseSyncToAsync
 
 ADMISSION_THREADS = 4
 _admission = ThreadPoolExecutor(max_workers=ADMISSION_THREADS, thread_name_prefix="ws-admit")
@@ -17,5 +17,5 @@ _admission = ThreadPoolExecutor(max_workers=ADMISSION_THREADS, thread_name_prefi
 
 def in_admission_thread(func):
     """``func`` as a coroutine function run on the admission pool (connections cleaned up as
-    channels' database_sync_to_async does)."""
+    channels' database_sync_to_async does, the health check throttled: foundation.db_health)."""
     return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_admission)

@@ -47,6 +47,9 @@ class Operation:
     body: type | None = None  # the request body's struct
     query: type | None = None  # the query parameters' struct
     auth: bool = False  # Authorization: Bearer required
+    # A rate limit (native_api.ratelimits) counted per authenticated user, in the same round
+    # trip as authentication's own lockout read (native_api.auth.bearer_required).
+    user_limit: str | None = None
     errors: dict = field(default_factory=dict)  # further error status → when it is answered
     description: str = ""
 
@@ -56,11 +59,15 @@ def endpoint(path: dict | None = None, **operations: Operation):
     HTTP method to its Operation."""
     allowed = sorted(method.upper() for method in operations)
     needs_auth = {op.auth for op in operations.values()}
-    if len(needs_auth) != 1:
-        raise ValueError("every method of one path authenticates the same way")
+    user_limits = {op.user_limit for op in operations.values()}
+    if len(needs_auth) != 1 or len(user_limits) != 1:
+        raise ValueError("every method of one path authenticates, and is limited, the same way")
+    (user_limit,) = user_limits
+    if user_limit is not None and needs_auth != {True}:
+        raise ValueError("a per-user limit needs an authenticated user")
 
     def decorate(view):
-        inner = bearer_required(view) if needs_auth == {True} else view
+        inner = bearer_required(view, user_limit=user_limit) if needs_auth == {True} else view
         if iscoroutinefunction(view):
             if needs_auth == {True}:
                 raise ValueError("bearer_required wraps sync views only")

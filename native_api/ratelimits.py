@@ -1,10 +1,17 @@
-"""The rate limits and state caps of API.md, on django-ratelimit's counters in the Django cache.
+"""The rate limits and state caps of API.md, on counters in the Django cache.
 
 The cache is Redis in production, so every process shares the counters. Windows and keys are
-django-ratelimit's (its fixed windows with a per-key offset); each count is one atomic step with
-its expiry always set (native_api/counters.py: django-ratelimit's own ``add`` then ``incr`` can
-leave a key without a TTL, a permanent lockout). Views call ``enforce``; the websocket consumer
-calls ``ws_connect_refused`` through ``sync_to_async``: one implementation of every limit.
+django-ratelimit's (fixed windows with a per-key offset); each request's counts and reads are
+one atomic step, one round trip (native_api/counters.py). Views call ``enforce``; bearer
+authentication (native_api/auth.py) calls ``known_lockout``, ``auth_failed`` and
+``authenticated``; the websocket consumer calls ``ws_connect_refused`` and ``auth_failed`` in
+its admission hop: one implementation of every limit.
+
+The failed-auth lockout is read after the credential is verified, in the same round trip as the
+limits an authenticated request counts (``authenticated``). An address's failures are counted
+as they happen, and a process that has seen a lockout refuses that address at once until the
+window ends, with no I/O at all (``_Lockouts``): API.md's behaviour (the 21st request refused,
+whatever it carries) at one round trip per request.
 
 When the cache cannot be reached, login limits fail closed (CacheUnavailable → 503): an outage
 must not open SSH-key login and nonce minting to unlimited floods. The other limits fail open,
@@ -13,15 +20,13 @@ After a failure the cache is left alone for CACHE_RETRY_AFTER seconds, so that a
 costs one socket timeout per process, not one per request.
 """
 
+import functools
 import logging
 import math
 import time
-from datetime import datetime
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db.models import Count, Min
-from django.utils import timezone
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 
@@ -68,19 +73,113 @@ def _cache_is_down() -> bool:
 
 
 def reset_cache_state() -> None:
-    """Forget a past cache failure (tests, and nothing else, need this)."""
+    """Forget a past cache failure and the lockouts seen (tests, and nothing else, need this)."""
     global _cache_down_until
     _cache_down_until = 0.0
+    _lockouts.forget()
 
 
-def _usage(name: str, bucket: str, rate: str, increment: bool) -> dict | None:
-    """{"count", "limit", "time_left"}; None when the limit fails open; raises CacheUnavailable."""
-    if not getattr(settings, "RATELIMIT_ENABLE", True):
-        return None
+@dataclass(frozen=True)
+class _Counter:
+    """One limit's counter for one bucket in the current window (django-ratelimit's windows
+    and keys, so counts carry over an upgrade)."""
+
+    name: str
+    bucket: str
+    limit: int
+    period: int
+    window: int  # django-ratelimit's window mark: this window lasts while int(time) <= window
+    key: str
+
+    @classmethod
+    def of(cls, name: str, bucket: str) -> "_Counter | None":
+        """None when the limit is off."""
+        rate = getattr(settings, SETTINGS[name])
+        if rate is None or not getattr(settings, "RATELIMIT_ENABLE", True):
+            return None
+        # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
+        limit, period = parsed = parse_rate(rate)
+        window = _get_window(bucket, period)
+        return cls(name, bucket, limit, period, window, _cache_key(name, window, parsed, bucket))
+
+    @property
+    def added(self) -> tuple[str, int, int]:
+        return self.key, self.period + EXPIRATION_FUDGE, 1
+
+    def retry_after(self, count: int, *, counted: bool) -> int | None:
+        """Seconds to wait when ``count`` refuses, else None.
+
+        A lockout limit (failed auth) blocks once the count reaches the limit: with a limit of
+        20 failures the 21st request is refused, whatever credential it carries. A counting
+        limit refuses the event that goes over. ``counted``: ``count`` includes this event.
+        """
+        lockout = self.name in LOCKOUTS
+        blocking = self.limit if lockout else self.limit + 1
+        if counted and count == blocking:
+            logger.warning("rate limit %s reached by %s", self.name, self.bucket)
+        if lockout and count >= self.limit:
+            _lockouts.remember(self)
+        if count < blocking or (lockout and counted and count == self.limit):
+            return None  # the failure that reaches the lockout is answered as a failure
+        return self.wait()
+
+    def wait(self) -> int:
+        # The window ends when int(time.time()) passes its mark; the mark minus the current
+        # whole second, plus one, rounds the wait up.
+        return max(1, self.window - int(time.time()) + 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cache_key(name: str, window: int, rate: tuple[int, int], bucket: str) -> str:
+    """django-ratelimit's key (a hash, and settings read, on every call: kept per window)."""
+    return _make_cache_key(f"native:{name}", window, rate, bucket, ALL)
+
+
+class _Lockouts:
+    """Buckets this process has seen locked out, until their window ends.
+
+    A lockout only ends with its window (its count never falls), so once a count read from the
+    cache has reached the limit, this process refuses that bucket without asking the cache or
+    the database again: a locked-out address that keeps trying costs nothing here. Another
+    process learns it from its own next count or read (every refused or authenticated request
+    makes one). Bounded: an overfull table forgets expired entries, then everything.
+    """
+
+    MAX = 10_000
+
+    def __init__(self):
+        self._until: dict[tuple, int] = {}
+
+    def remember(self, counter: _Counter) -> None:
+        if len(self._until) >= self.MAX:
+            now = int(time.time())
+            self._until = {k: w for k, w in self._until.items() if w >= now}
+            if len(self._until) >= self.MAX:
+                self._until = {}
+        self._until[(counter.bucket, counter.limit, counter.period)] = counter.window
+
+    def retry_after(self, bucket: str) -> int | None:
+        rate = settings.NATIVE_RATE_AUTH_FAILURES
+        if not self._until or rate is None:
+            return None
+        window = self._until.get((bucket, *parse_rate(rate)))
+        if window is None or window < int(time.time()):
+            return None
+        return max(1, window - int(time.time()) + 1)
+
+    def forget(self) -> None:
+        self._until = {}
+
+
+_lockouts = _Lockouts()
+
+
+def _counts(name: str, added: list[_Counter], read: list[_Counter]) -> list[int] | None:
+    """One atomic step (native_api.counters); None when the cache failed and the limit fails
+    open; raises CacheUnavailable for a limit that fails closed."""
     if not _cache_is_down():
         try:
-            # A (count, seconds) tuple: django-ratelimit's own parser reads "20/M" as per second.
-            return _count(f"native:{name}", bucket, parse_rate(rate), increment)
+            return counters.count([c.added for c in added], [c.key for c in read])
         except Exception as exc:  # any cache client error: redis raises several kinds
             _cache_failed(name, exc)
     if name in FAIL_CLOSED:
@@ -88,39 +187,15 @@ def _usage(name: str, bucket: str, rate: str, increment: bool) -> dict | None:
     return None
 
 
-def _count(group: str, bucket: str, rate: tuple[int, int], increment: bool) -> dict:
-    """Count one event in the bucket's current window (one atomic step), or only look (one
-    read: django-ratelimit's look-only path writes first, a second round trip on every
-    authenticated request). django-ratelimit's window and key, so counts carry over upgrades."""
-    limit, period = rate
-    window = _get_window(bucket, period)
-    key = _make_cache_key(group, window, rate, bucket, ALL)
-    count = counters.incr(key, ttl=period + EXPIRATION_FUDGE) if increment else cache.get(key, 0)
-    return {"count": count, "limit": limit, "time_left": window - int(time.time())}
-
-
 def hit(name: str, bucket: str, *, increment: bool = True) -> int | None:
-    """Count one event (or only look, with increment=False); seconds to wait when over, else None.
-
-    A lockout limit (failed auth) blocks once the count reaches the limit: with a limit of 20
-    failures the 21st request is refused, whatever credential it carries. A counting limit
-    refuses the event that goes over.
-    """
-    rate = getattr(settings, SETTINGS[name])
-    if rate is None:
+    """Count one event (or only look, with increment=False); seconds to wait when over, else None."""
+    counter = _Counter.of(name, bucket)
+    if counter is None:
         return None
-    usage = _usage(name, bucket, rate, increment)
-    if usage is None:
+    found = _counts(name, [counter] if increment else [], [] if increment else [counter])
+    if found is None:
         return None
-    count, limit = usage["count"], usage["limit"]
-    blocking_count = limit if name in LOCKOUTS else limit + 1
-    if increment and count == blocking_count:
-        logger.warning("rate limit %s reached by %s", name, bucket)
-    if count < blocking_count:
-        return None
-    # The window ends when int(time.time()) passes django-ratelimit's window mark; time_left
-    # is that mark minus the current whole second, so one more second rounds the wait up.
-    return max(1, usage["time_left"] + 1)
+    return counter.retry_after(found[0], counted=increment)
 
 
 def enforce(name: str, bucket: str) -> None:
@@ -134,13 +209,58 @@ def enforce(name: str, bucket: str) -> None:
         raise ApiError(429, f"Too many requests; retry in {retry_after} s.", retry_after=retry_after)
 
 
+# --- authentication: the failed-auth lockout and what an authenticated caller counts ---------
+
+
+def known_lockout(bucket: str) -> int | None:
+    """Seconds to wait when this process already knows ``bucket`` is locked out (no I/O)."""
+    return _lockouts.retry_after(bucket)
+
+
+def auth_failed(bucket: str) -> int | None:
+    """Count a failed authentication from ``bucket``; seconds to wait when the address was
+    locked out already (answer 429, not 401), else None."""
+    return hit("auth-failures", bucket)
+
+
+def authenticated(bucket: str, user_limit: tuple[str, str] | None = None) -> tuple[str, int] | None:
+    """An authenticated request from ``bucket``: in one round trip, read the address's
+    failed-auth lockout and count ``user_limit`` ((limit name, bucket), e.g. the user's ws-ticket
+    limit). (limit name, seconds to wait) when refused, else None."""
+    lockout = _Counter.of("auth-failures", bucket)
+    counted = _Counter.of(*user_limit) if user_limit else None
+    added, read = [counted] if counted else [], [lockout] if lockout else []
+    if not added and not read:
+        return None
+    found = _counts(user_limit[0] if counted else "auth-failures", added, read)
+    if found is None:
+        return None
+    if lockout is not None and (wait := lockout.retry_after(found[-1], counted=False)) is not None:
+        return lockout.name, wait
+    if counted is not None and (wait := counted.retry_after(found[0], counted=True)) is not None:
+        return counted.name, wait
+    return None
+
+
 def ws_connect_refused(bucket: str) -> bool:
-    """Count a websocket connect from ``bucket``; True when it must close with 4429 (too many
-    connects, or an address locked out by failed authentication)."""
-    for name, increment in (("ws-connect", True), ("auth-failures", False)):
-        if hit(name, bucket, increment=increment) is not None:
-            metrics.rate_limited(name)
-            return True
+    """Count a websocket connect from ``bucket`` and read the address's failed-auth lockout, in
+    one round trip; True when it must close with 4429 (too many connects, or locked out)."""
+    if _lockouts.retry_after(bucket) is not None:
+        metrics.rate_limited("auth-failures")
+        return True
+    connect, lockout = _Counter.of("ws-connect", bucket), _Counter.of("auth-failures", bucket)
+    added, read = [connect] if connect else [], [lockout] if lockout else []
+    if not added and not read:
+        return False
+    found = _counts("ws-connect", added, read)
+    if found is None:
+        return False
+    if connect is not None and connect.retry_after(found[0], counted=True) is not None:
+        metrics.rate_limited("ws-connect")
+        return True
+    if lockout is not None and lockout.retry_after(found[-1], counted=False) is not None:
+        metrics.rate_limited("auth-failures")
+        return True
     return False
 
 
@@ -151,32 +271,3 @@ def frame_rate() -> tuple[float, int]:
         return 0.0, 0
     count, seconds = parse_rate(rate)
     return count / seconds, settings.NATIVE_WS_FRAME_BURST
-
-
-# --- caps on stored state ---------------------------------------------------------------------
-
-
-def enforce_ticket_cap(user) -> None:
-    """Refuse (429) a ticket beyond NATIVE_MAX_PENDING_TICKETS_PER_USER unused, unexpired ones.
-
-    One COUNT over the user's tickets (indexed by user); the ws-ticket rate limit usually keeps
-    the number far lower, and this holds when that limit is off or set high.
-    """
-    from tokens.models import WsTicket
-
-    now = timezone.now()
-    pending = WsTicket.objects.filter(user=user, used_at=None, expires_at__gt=now).aggregate(
-        count=Count("pk"), first_expiry=Min("expires_at")
-    )
-    if pending["count"] >= settings.NATIVE_MAX_PENDING_TICKETS_PER_USER:
-        retry_after = _seconds_until(pending["first_expiry"], now)
-        metrics.rate_limited("pending-tickets")
-        raise ApiError(
-            429,
-            f"Too many unused websocket tickets; use one or retry in {retry_after} s.",
-            retry_after=retry_after,
-        )
-
-
-def _seconds_until(moment: datetime, now: datetime) -> int:
-    return max(1, math.ceil((moment - now).total_seconds()))

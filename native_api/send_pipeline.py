@@ -17,8 +17,7 @@ import asyncio
 import logging
 from collections import deque
 
-from channels.db import database_sync_to_async
-
+from foundation.db_health import database_sync_to_async
 from native_api.errors import UNAVAILABLE_ERRORS
 from rooms.posting import post_messages
 

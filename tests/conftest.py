@@ -116,8 +116,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
 
 
 def clear_shared_cache():
-    """Forget rate-limit counters and the deny-list version between tests (Redis: our prefix only)."""
+    """Forget rate-limit counters (and the lockouts this process saw) and the deny-list version
+    between tests (Redis: our prefix only)."""
     from django.conf import settings
+
+    from native_api import ratelimits
+
+    ratelimits.reset_cache_state()
 
     if settings.REDIS_URL:
         from foundation import redis_urls

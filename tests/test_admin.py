@@ -724,10 +724,10 @@ def test_every_admin_page_of_ours_renders(admin_client, tokens, general):
 def test_nonces_and_tickets_are_not_in_admin():
     from django.contrib import admin
 
-    from tokens.models import LoginNonce, WsTicket
+    from tokens.models import LoginNonce, UsedTicket
 
     assert not admin.site.is_registered(LoginNonce)
-    assert not admin.site.is_registered(WsTicket)
+    assert not admin.site.is_registered(UsedTicket)
     assert admin.site.is_registered(get_user_model())
 
 

@@ -171,12 +171,15 @@ def test_logout_revokes_the_presented_token_at_once(client, alice):
 
 
 def test_logout_kills_the_tokens_unused_tickets(client, alice):
-    raw = bearer(alice)
-    client.post("/api/native/ws-ticket", **auth_header(raw))
-    client.delete("/api/native/logout", **auth_header(raw))
-    from tokens.models import WsTicket
+    from tokens.exceptions import RevokedCredential
+    from tokens.verifier import consume_ticket
 
-    assert not WsTicket.objects.filter(used_at=None).exists()
+    raw = bearer(alice)
+    ticket = client.post("/api/native/ws-ticket", **auth_header(raw)).json()["ticket"]
+    client.delete("/api/native/logout", **auth_header(raw))
+
+    with pytest.raises(RevokedCredential):
+        consume_ticket(ticket)
 
 
 def test_the_token_list_shows_only_the_callers_live_tokens_newest_first(client, alice, bob):

@@ -183,6 +183,48 @@ async def test_after_postgres_restarts_the_same_process_works_again(pg, start, k
     await socket.close()
 
 
+async def test_a_restart_while_connections_sit_idle_fails_cleanly_at_most_then_works(pg, start, keys):
+    """The health check runs at most once a DB_HEALTH_CHECK_INTERVAL per connection
+    (foundation/db_health.py); here the interval is long, so every connection the server holds
+    was checked "recently" when PostgreSQL restarts under it. What the server must do: answer
+    each request and connect at once, 200/hello or a clean 503/1013, and be well again within a
+    few seconds, without a restart of its own."""
+    server = start(DB_HEALTH_CHECK_INTERVAL="600")
+    token = login(server.url, keys["alice"])["token"]
+    for _ in range(3):  # the request threads' and the admission threads' connections, in use
+        assert httpx.get(f"{server.url}/api/native/me", headers=auth(token), timeout=10).status_code == 200
+        assert await bearer_connect(server, token) == "hello"
+    pg.stop()
+    pg.start()
+
+    statuses, connects = [], []
+    for _ in range(4):
+        response, elapsed = timed_request("GET", f"{server.url}/api/native/me", headers=auth(token))
+        assert response.status_code in (200, 503) and elapsed < PROMPT, (response.status_code, elapsed)
+        statuses.append(response.status_code)
+        connects.append(await asyncio.wait_for(bearer_connect(server, token), PROMPT))
+    assert set(connects) <= {"hello", "1013"}, connects
+    wait_until(
+        lambda: httpx.get(f"{server.url}/api/native/me", headers=auth(token), timeout=10).status_code == 200,
+        timeout=PROMPT,
+        what="requests to succeed again",
+    )
+    assert await bearer_connect(server, token) == "hello"
+    assert " 500 " not in server.log() and "unhandled error" not in server.log()
+
+
+async def bearer_connect(server, token) -> str:
+    """ "hello", or the close code as a string."""
+    socket = await ws.connect(server.ws_url, additional_headers=auth(token))
+    try:
+        frame = await ws.recv_json(socket, timeout=PROMPT)
+        return frame["type"]
+    except Exception:
+        return str((await ws.close_code(socket, timeout=PROMPT))[0])
+    finally:
+        await socket.close()
+
+
 async def test_no_acknowledged_message_is_lost_when_postgres_crashes_mid_stream(pg, start, keys):
     server = start(NATIVE_RATE_WS_FRAMES="0")
     token = login(server.url, keys["alice"])["token"]

@@ -21,11 +21,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.server import QUIET_ENV, ROOT, database_url_for_tests
-from tokens import crypto
+from tokens import crypto, tickets
 from tokens.login import issue_token
-from tokens.models import LoginNonce, NativeToken, RevokedToken, WsTicket
+from tokens.models import LoginNonce, NativeToken, RevokedToken, UsedTicket
 from tokens.purge import purge
 from tokens.purge_lock import ADVISORY_KEY, BUSY_MESSAGE, purge_lock
+from tokens.verifier import consume_ticket, verify_bearer
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -44,16 +45,12 @@ def make_token(user, *, ip="203.0.113.7", user_agent="client/1.0", **fields):
     return token
 
 
-def make_ticket(user, token=None, **fields):
-    values = {
-        "digest": crypto.digest(crypto.mint_secret(crypto.TICKET_PREFIX)),
-        "user": user,
-        "native_token": token,
-        "service_jti": "" if token else "svc-jti",
-        "credential_expires_at": timezone.now() + DAY,
-        "expires_at": timezone.now() + timedelta(seconds=30),
-    }
-    return WsTicket.objects.create(**{**values, **fields})
+def make_claim(user, expires_at):
+    """The claim of a ticket of ``user`` expiring at ``expires_at``, as consume_ticket records it."""
+    credential = verify_bearer(issue_token(user).raw)
+    with mock.patch("django.utils.timezone.now", return_value=expires_at - timedelta(seconds=30)):
+        key = tickets.read(tickets.mint(credential)).claim_key
+    return UsedTicket.objects.create(key=key)
 
 
 def make_nonce(**fields):
@@ -64,11 +61,10 @@ def make_nonce(**fields):
     return LoginNonce.objects.create(**{**values, **fields})
 
 
-def bulk_expired_tokens(user, count: int, *, with_tickets: bool = False) -> None:
-    """``count`` tokens expired a day ago, each optionally with an unexpired ticket (which only
-    the cascade from its token can delete)."""
+def bulk_expired_tokens(user, count: int) -> None:
+    """``count`` tokens expired a day ago."""
     now = timezone.now()
-    tokens = NativeToken.objects.bulk_create(
+    NativeToken.objects.bulk_create(
         NativeToken(
             public_id=f"bulk{i}",
             digest=crypto.digest(f"bulk{i}"),
@@ -78,17 +74,6 @@ def bulk_expired_tokens(user, count: int, *, with_tickets: bool = False) -> None
         )
         for i in range(count)
     )
-    if with_tickets:
-        WsTicket.objects.bulk_create(
-            WsTicket(
-                digest=crypto.digest(f"ticket{t.pk}"),
-                user=user,
-                native_token=t,
-                credential_expires_at=t.expires_at,
-                expires_at=now + timedelta(seconds=30),
-            )
-            for t in tokens
-        )
 
 
 def run_command(*args) -> str:
@@ -159,8 +144,6 @@ def test_a_revoked_token_stays_visible_for_the_grace_period_then_goes(alice, set
 
 
 def test_a_live_token_keeps_working_after_a_purge(alice, settings):
-    from tokens.verifier import verify_bearer
-
     raw = issue_token(alice).raw
     make_token(alice, expires_at=ago(DAY))
 
@@ -169,18 +152,29 @@ def test_a_live_token_keeps_working_after_a_purge(alice, settings):
     assert verify_bearer(raw).user == alice
 
 
-def test_it_deletes_expired_and_used_tickets_and_keeps_pending_ones(alice):
-    token = make_token(alice)
-    pending = make_ticket(alice, token)
-    pending_service = make_ticket(alice)
-    make_ticket(alice, token, expires_at=ago(timedelta(seconds=1)))
-    make_ticket(alice, token, used_at=ago(timedelta(seconds=1)))
-    make_ticket(alice, used_at=ago(timedelta(seconds=1)))
+def test_it_deletes_ticket_claims_only_once_their_ticket_could_no_longer_be_accepted(alice, settings):
+    assert settings.NATIVE_TICKET_TTL == 30
+    unexpired = make_claim(alice, timezone.now() + timedelta(seconds=20))
+    within_margin = make_claim(alice, ago(timedelta(seconds=20)))  # one lifetime for clock skew
+    make_claim(alice, ago(timedelta(seconds=40)))
+    make_claim(alice, ago(2 * DAY))
 
     report = purge()
 
-    assert report.rows("tickets") == 3
-    assert set(WsTicket.objects.values_list("pk", flat=True)) == {pending.pk, pending_service.pk}
+    assert report.rows("tickets") == 2
+    assert set(UsedTicket.objects.values_list("pk", flat=True)) == {unexpired.pk, within_margin.pk}
+
+
+def test_a_used_ticket_stays_refused_after_a_purge(alice):
+    from tokens.exceptions import ReplayedCredential
+
+    ticket = tickets.mint(verify_bearer(issue_token(alice).raw))
+    consume_ticket(ticket)
+
+    purge()
+
+    with pytest.raises(ReplayedCredential):
+        consume_ticket(ticket)
 
 
 def test_it_keeps_the_record_of_a_used_nonce_until_the_nonce_could_no_longer_be_accepted(db):
@@ -213,7 +207,6 @@ def test_a_still_valid_service_token_stays_refused_after_a_purge(alice):
     from tokens import service_tokens
     from tokens.exceptions import RevokedCredential
     from tokens.revocation import revoke_jti
-    from tokens.verifier import verify_bearer
 
     raw, claims = service_tokens.mint(alice, ttl=3600)
     revoke_jti(claims.jti, expires_at=claims.expires_at)
@@ -222,16 +215,6 @@ def test_a_still_valid_service_token_stays_refused_after_a_purge(alice):
 
     with pytest.raises(RevokedCredential):
         verify_bearer(raw)
-
-
-def test_tickets_of_a_purged_token_go_with_it_and_are_counted(alice):
-    token = make_token(alice, expires_at=ago(DAY))
-    make_ticket(alice, token)  # not expired itself: only the token's deletion removes it
-
-    report = purge()
-
-    assert report.rows("tokens") == 1 and report.rows("tickets") == 1
-    assert not WsTicket.objects.exists()
 
 
 def test_it_clears_ip_and_user_agent_older_than_the_retention_and_keeps_newer(alice, settings):
@@ -267,13 +250,13 @@ def _one_of_each(user):
     make_token(user, expires_at=ago(DAY))
     make_token(user, revoked_at=ago(DAY))
     make_token(user, created_at=ago(40 * DAY))
-    make_ticket(user, used_at=timezone.now())
+    make_claim(user, ago(2 * DAY))
     make_nonce(expires_at=ago(HOUR))
     RevokedToken.objects.create(jti="gone", expires_at=ago(DAY))
 
 
 def _row_counts():
-    return [m.objects.count() for m in (NativeToken, WsTicket, LoginNonce, RevokedToken)]
+    return [m.objects.count() for m in (NativeToken, UsedTicket, LoginNonce, RevokedToken)]
 
 
 def test_a_dry_run_changes_nothing_and_counts_what_a_real_run_then_does(alice):
@@ -307,15 +290,15 @@ def test_a_second_run_finds_nothing_to_do(alice):
 
 
 def test_the_batch_size_is_honoured_with_a_constant_number_of_queries_per_batch(alice):
-    bulk_expired_tokens(alice, 2500, with_tickets=True)
+    bulk_expired_tokens(alice, 2500)
     with CaptureQueriesContext(connection) as many:
         report = purge(batch_size=1000)
-    assert report.rows("tokens") == 2500 and report.rows("tickets") == 2500
+    assert report.rows("tokens") == 2500
     assert next(r.batches for r in report.results if r.kind == "tokens") == 3
-    assert not NativeToken.objects.exists() and not WsTicket.objects.exists()
+    assert not NativeToken.objects.exists()
 
     # Three batches of 2, 2 and 1 rows cost exactly as many queries as 1,000, 1,000 and 500.
-    bulk_expired_tokens(alice, 5, with_tickets=True)
+    bulk_expired_tokens(alice, 5)
     with CaptureQueriesContext(connection) as few:
         purge(batch_size=2)
     assert len(many.captured_queries) == len(few.captured_queries)
@@ -324,10 +307,9 @@ def test_the_batch_size_is_honoured_with_a_constant_number_of_queries_per_batch(
         for q in many.captured_queries
         if "tokens_nativetoken" in q["sql"] and "tokens_sshcertificate" not in q["sql"]
     ]
-    # per batch: bounds, delete dependent tickets, delete tokens; then the client-data step
-    # Per batch: its bounds, one DELETE of its tickets, one DELETE of its tokens. Then one
-    # query of the client-data step, which finds nothing left.
-    assert len(token_queries) == 3 * 3 + 1, token_queries
+    # Per batch: its bounds and one DELETE of its tokens. Then one query of the client-data
+    # step, which finds nothing left.
+    assert len(token_queries) == 3 * 2 + 1, token_queries
 
 
 def test_a_delete_signal_on_tokens_is_still_honoured(alice):

@@ -5,13 +5,15 @@ import random
 from urllib.parse import quote, unquote
 
 import pytest
+from django.core import signing
 
 from native_api.redaction import redact
 from tests.secrets_scan import leaks
 from tokens import crypto
 
 TOKEN = crypto.mint_secret(crypto.NATIVE_TOKEN_PREFIX)
-TICKET = crypto.mint_secret(crypto.TICKET_PREFIX)
+# A ticket's shape (tokens.tickets): the prefix, a signed payload, its signature.
+TICKET = "wst_" + signing.Signer(key="k" * 50, salt="shape").sign_object({"r": "0" * 22, "x": 1, "u": 1})
 SERVICE = (
     "nst_eyJqdGkiOiIxUHRhMDRFY1piZmNFUGlJYWkyUGtGME54Y2pMIiwic3ViIjoxfQ:1xaVJO:0dnagJ-CS5SeSH4XA0_SjP7QAuW"
 )

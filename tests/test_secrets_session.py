@@ -25,7 +25,7 @@ from tests.server import ROOT, run_manage
 from tests.ssh_helpers import make_key, public_key_line, sign
 from tokens import verifier
 from tokens.login import issue_challenge
-from tokens.tickets import mint_ticket
+from tokens.tickets import mint as mint_ticket
 
 # The client libraries log their own request lines (a ticket in a websocket URL, say): that is
 # the client's business, not the server's, so their records are left out of the scan.

@@ -19,7 +19,7 @@ from tokens.exceptions import ExpiredCredential, RevokedCredential
 from tokens.models import CredentialFloor
 from tokens.purge import purge
 from tokens.revocation import revoke_by_id, revoke_user
-from tokens.tickets import mint_ticket
+from tokens.tickets import mint as mint_ticket
 from tokens.verifier import consume_ticket, verify_bearer
 
 pytestmark = pytest.mark.django_db

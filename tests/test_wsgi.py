@@ -106,6 +106,30 @@ async def test_under_asgi_api_requests_cross_no_thread_for_their_middleware(sett
     assert len(hops) > 0
 
 
+async def test_under_asgi_an_api_request_crosses_to_its_thread_once():
+    """Signals, the chain, the view and the response's close: one hop (config.handlers), where
+    Django's ASGIHandler makes three for a sync view."""
+    from asgiref.sync import SyncToAsync
+
+    real = SyncToAsync.__call__
+    hops = []
+
+    async def counting(self, *args, **kwargs):
+        hops.append(self.func)
+        return await real(self, *args, **kwargs)
+
+    app = PathDispatchASGI(threads=1)
+    with mock.patch.object(SyncToAsync, "__call__", counting):
+        assert await asgi_get(app, "/api/native/nope") == 404
+    assert len(hops) == 1, hops
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_asgi_an_async_api_view_still_answers(settings):
+    """health is an async view: the sync chain runs it on the process's loop (async_to_sync)."""
+    assert await asgi_get(PathDispatchASGI(threads=1), "/api/native/health") == 200
+
+
 def test_every_api_middleware_is_async_capable():
     from django.conf import settings
     from django.utils.module_loading import import_string

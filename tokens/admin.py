@@ -5,9 +5,10 @@ Tokens are never deleted here: a token row is its own audit record (who revoked 
 and purge_tokens removes it once it is past use. Revoking asks for confirmation with the number
 of tokens and live sockets it will hit. Pages stay fast at a million tokens (tokens.admin_scale).
 
-LoginNonce and WsTicket are deliberately not registered: they live 60 and 30 seconds, hold
-nothing but a digest and a timestamp, and an operator never acts on one (revoking the
-credential that minted a ticket kills the ticket; purge_tokens clears both).
+LoginNonce and UsedTicket are deliberately not registered: a nonce lives 60 seconds and holds a
+digest and a timestamp, a used ticket's claim key only says that a ticket was used, and an
+operator never acts on either (revoking the credential that minted a ticket kills the ticket;
+purge_tokens clears both).
 """
 
 from datetime import timedelta

@@ -2,8 +2,8 @@
 
 Bearer tokens look like ``nat_<43 base62 chars of randomness><6 base62 chars of CRC32>``,
 GitHub style: the checksum lets us refuse a mistyped or made-up token without a database
-query, and the prefix lets secret scanners recognise a leaked one. Tickets use ``wst_`` the
-same way. Only SHA-256 digests of these values are stored.
+query, and the prefix lets secret scanners recognise a leaked one. Only SHA-256 digests of
+these values are stored. (Websocket tickets are signed instead: tokens/tickets.py.)
 """
 
 import hashlib
@@ -17,7 +17,6 @@ _BODY_LEN = 43  # ceil(256 / log2(62))
 _CHECK_LEN = 6  # ceil(32 / log2(62))
 
 NATIVE_TOKEN_PREFIX = "nat_"
-TICKET_PREFIX = "wst_"
 
 
 def base62(number: int, width: int) -> str:

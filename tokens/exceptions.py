@@ -19,6 +19,12 @@ class UnknownCredential(AuthenticationFailed):
     reason = "unknown"
 
 
+class ReplayedCredential(UnknownCredential):
+    """A single-use credential (a websocket ticket) presented again."""
+
+    reason = "replayed"
+
+
 class ExpiredCredential(AuthenticationFailed):
     """The credential's lifetime is over."""
 

@@ -9,23 +9,6 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
-class WsTicketQuerySet(models.QuerySet):
-    def claim(self, ticket_digest: str, **annotations):
-        """Mark the ticket used and return it, or None if it is unknown, used or expired."""
-        now = timezone.now()
-        claimed = self.filter(digest=ticket_digest, used_at=None, expires_at__gt=now).update(used_at=now)
-        if not claimed:
-            return None
-        return self.select_related("user", "native_token").annotate(**annotations).get(digest=ticket_digest)
-
-    def pending(self):
-        return self.filter(used_at=None, expires_at__gt=timezone.now())
-
-    def kill_unused(self, **credential):
-        """Burn the unused tickets of a credential (native_token=… or service_jti=…)."""
-        return self.filter(used_at=None, **credential).update(used_at=timezone.now())
-
-
 class NativeTokenQuerySet(models.QuerySet):
     def live(self):
         """Tokens the verifier accepts (as far as the token goes): not expired, not revoked, not

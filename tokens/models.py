@@ -1,10 +1,11 @@
-"""Credentials: SSH keys, native bearer tokens, used login nonces, websocket tickets, the deny-list;
-and what logins are checked against: security-key counters, trusted certificate authorities,
-the certificates that logged in, and the key revocation list (KRL) in force.
+"""Credentials: SSH keys, native bearer tokens, used login nonces, used websocket tickets, the
+deny-list; and what logins are checked against: security-key counters, trusted certificate
+authorities, the certificates that logged in, and the key revocation list (KRL) in force.
 
-No secret is stored: nonces, tickets and tokens are kept as SHA-256 digests (they carry 256
-bits of randomness, so a plain hash cannot be brute-forced) and looked up by digest. Public
-keys, certificates and KRLs are public material, kept whole.
+No secret is stored: tokens are kept as SHA-256 digests (they carry 256 bits of randomness, so a
+plain hash cannot be brute-forced) and looked up by digest; nonces and tickets are signed, and
+only a record of a used one is kept. Public keys, certificates and KRLs are public
+material, kept whole.
 """
 
 from django.conf import settings
@@ -14,7 +15,6 @@ from django.utils import timezone
 from tokens.managers import (
     NativeTokenQuerySet,
     SecurityKeyCounterQuerySet,
-    WsTicketQuerySet,
 )
 
 
@@ -230,30 +230,20 @@ class LoginNonce(models.Model):
         return f"nonce {self.pk}"
 
 
-class WsTicket(models.Model):
-    """A single-use, 30-second credential for opening one websocket."""
+class UsedTicket(models.Model):
+    """A websocket ticket that has been claimed: its single use, recorded once.
 
-    digest = models.CharField(max_length=64, unique=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    # The credential that minted it: exactly one of these is set.
-    native_token = models.ForeignKey(NativeToken, null=True, blank=True, on_delete=models.CASCADE)
-    service_jti = models.CharField(max_length=64, blank=True, db_index=True)
-    # A service token has no row to look at, so the ticket remembers when it ends and when it
-    # was minted (for revoke_user_tokens' "not valid before"; null for legacy tokens).
-    credential_expires_at = models.DateTimeField()
-    credential_issued_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(db_index=True)
-    used_at = models.DateTimeField(null=True, blank=True)
+    Tickets are signed and stored nowhere when minted (tokens.tickets); the verifier inserts
+    the claim key of each ticket it accepts, and the primary key refuses a second insert of the
+    same ticket, in any process. Nothing secret is kept: the key is the ticket's expiry and
+    random id, which cannot be used without the signature. purge_tokens deletes claims whose
+    ticket has expired (tokens.purge).
+    """
 
-    objects = WsTicketQuerySet.as_manager()
-
-    class Meta:
-        # The per-user cap on pending tickets counts these at every mint.
-        indexes = [models.Index(fields=["user", "used_at", "expires_at"])]
+    key = models.CharField(max_length=40, primary_key=True)
 
     def __str__(self):
-        return f"ticket {self.pk} ({self.user_id})"
+        return f"used ticket {self.key}"
 
 
 class RevokedToken(models.Model):

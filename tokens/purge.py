@@ -8,9 +8,9 @@ whatever its size (no per-row Python, no ``IN`` list of N parameters). Keyset pa
 keeps each batch query cheap: restarting from the lowest pk would walk over the index
 entries of every row deleted so far, which PostgreSQL keeps until VACUUM.
 
-The criteria only ever widen (an expired or revoked token never comes back to life, a used
-ticket is never unused), so a row selected for a batch still deserves its fate when the
-batch statement runs.
+The criteria only ever widen (an expired or revoked token never comes back to life, an
+expired ticket never becomes valid again), so a row selected for a batch still deserves its
+fate when the batch statement runs.
 """
 
 import time
@@ -26,7 +26,8 @@ from django.db.models.signals import post_delete, pre_delete
 from django.utils import timezone
 
 from foundation import metrics
-from tokens.models import LoginNonce, NativeToken, RevokedToken, WsTicket
+from tokens.models import LoginNonce, NativeToken, RevokedToken, UsedTicket
+from tokens.tickets import claim_keys_before
 
 # Measured (docs/operations-purging.md): 1M expired tokens take about 13 s on an idle 2-core
 # PostgreSQL, about 32 s under heavy background load, with auth p99 at most 1.7x; a batch holds
@@ -103,7 +104,12 @@ class Cutoffs:
 
 
 def dead_tickets(cut: Cutoffs):
-    return WsTicket.objects.filter(Q(expires_at__lte=cut.now) | Q(used_at__isnull=False))
+    # The claim of a used ticket (tokens.tickets) is what refuses a replay: it must stay while
+    # the ticket could still be accepted. One more lifetime past its expiry covers clock skew
+    # between the processes that check expiry and this one, as for nonces. Claim keys begin
+    # with the ticket's expiry, so this is a range of the primary key.
+    margin = timedelta(seconds=settings.NATIVE_TICKET_TTL)
+    return UsedTicket.objects.filter(pk__lt=claim_keys_before(cut.now - margin))
 
 
 def dead_nonces(cut: Cutoffs):
@@ -204,11 +210,10 @@ def purge(
     started = time.monotonic()
     cut = Cutoffs.at(now)
     report = PurgeReport(dry_run=dry_run)
-    tickets = KindResult("tickets", "deleted")
     steps = [
-        (tickets, dead_tickets(cut), _delete),
+        (KindResult("tickets", "deleted"), dead_tickets(cut), _delete),
         (KindResult("nonces", "deleted"), dead_nonces(cut), _delete),
-        (KindResult("tokens", "deleted"), dead_tokens(cut), lambda batch: _delete_tokens(batch, tickets)),
+        (KindResult("tokens", "deleted"), dead_tokens(cut), _delete_tokens),
         (KindResult("revocations", "deleted"), dead_revocations(cut), _delete),
         (KindResult("certificate records", "deleted"), spent_certificates(cut), _delete),
         (KindResult("user revocation floors", "deleted"), spent_floors(cut), _delete),
@@ -292,23 +297,20 @@ def _clear_client_data(batch) -> int:
     return batch.update(created_ip=None, user_agent="")
 
 
-def _delete_tokens(batch, tickets: KindResult) -> int:
+def _delete_tokens(batch) -> int:
     """Delete a batch of tokens with one statement per dependent relation plus one for the
     tokens, instead of Django's Collector, which loads every token into Python and deletes
-    them 100 at a time. Tickets that go with their token are added to ``tickets``."""
+    them 100 at a time."""
     plan = _dependent_relations()
     if plan is None:
         # Something needs Python per row (a delete signal, PROTECT, a generic relation):
         # let Django's Collector do it, slower but correct.
-        counts = batch.delete()[1]
-        tickets.rows += counts.get(WsTicket._meta.label, 0)
-        return counts.get(NativeToken._meta.label, 0)
+        return batch.delete()[1].get(NativeToken._meta.label, 0)
     batch_pks = batch.values("pk")
     for relation in plan:
         dependents = relation.related_model._base_manager.filter(**{f"{relation.field.name}__in": batch_pks})
         if relation.on_delete is models.CASCADE:
-            counts = dependents.delete()[1]  # one DELETE for a fast-deletable model (WsTicket)
-            tickets.rows += counts.get(WsTicket._meta.label, 0)
+            dependents.delete()  # one DELETE for a fast-deletable model
         else:  # SET_NULL
             dependents.update(**{relation.field.name: None})
     return batch._raw_delete(batch.db)

@@ -1,7 +1,9 @@
 """Revocation: the one place that kills credentials, whoever asks (API, admin, manage.py).
 
 Every path has the same effect: the credential is refused by the verifier from the next
-request on, its unused tickets die, and its live sockets close (4401) in every process. The
+request on, its unused tickets die (a ticket's claim verifies the credential that minted it,
+tokens.verifier.consume_ticket: nothing to burn here), and its live sockets close (4401) in
+every process. The
 last part is guaranteed by the change log (foundation.changelog): each revocation writes its change in
 the same transaction, and every server process applies it from the database even when the push
 through the channel layer is lost.
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from foundation.changelog import record, record_ids
 from foundation.models import Change
-from tokens.models import CertificateAuthority, CredentialFloor, NativeToken, RevokedToken, WsTicket
+from tokens.models import CertificateAuthority, CredentialFloor, NativeToken, RevokedToken
 
 # Rows per UPDATE: keeps a mass revocation's statements small (and under SQLite's variable limit).
 UPDATE_BATCH = 5000
@@ -39,7 +41,6 @@ def revoke_native_tokens(tokens_qs, *, by=None, reason: str = "") -> int:
         NativeToken.objects.filter(pk__in=batch, revoked_at=None).update(
             revoked_at=now, revoked_by=by, revoked_reason=reason[:200]
         )
-        WsTicket.objects.filter(native_token__in=batch, used_at=None).update(used_at=now)
     record_ids(Change.Kind.TOKENS_REVOKED, [public_id for _, public_id in rows])
     return len(rows)
 
@@ -56,7 +57,6 @@ def revoke_jti(jti: str, *, expires_at: datetime, by=None, reason: str = "") -> 
 def on_deny_listed(entry: RevokedToken) -> None:
     """Effects of a new deny-list row, however it was added (this module or admin)."""
     with transaction.atomic():
-        WsTicket.objects.kill_unused(service_jti=entry.jti)
         # An operator may deny-list a native token id in admin: same effect as revoking it.
         revoke_native_tokens(NativeToken.objects.filter(public_id=entry.jti), reason="deny-listed")
         record_ids(Change.Kind.JTIS_DENIED, [entry.jti], expires_at=entry.expires_at.isoformat())
@@ -99,9 +99,9 @@ def revoke_by_id(
 @transaction.atomic
 def revoke_user(user, *, by=None, reason: str = "") -> int:
     """Every credential of ``user``: their native tokens (returns how many were live), every
-    service token minted before now, their unused tickets, and so every live socket of theirs."""
+    service token minted before now (and so every ticket any of them minted), and every live
+    socket of theirs."""
     count = revoke_native_tokens(NativeToken.objects.filter(user=user), by=by, reason=reason)
-    WsTicket.objects.kill_unused(user=user)
     now = timezone.now()
     CredentialFloor.objects.update_or_create(user=user, defaults={"not_before": now})
     record(Change.Kind.USER_FLOOR, [{"user": user.pk, "not_before": now.isoformat()}])

@@ -11,17 +11,18 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from foundation.compiled_query import CompiledLookup
-from tokens import crypto, service_tokens
+from tokens import crypto, service_tokens, ticket_claims, tickets
 from tokens.denylist import denylist
 from tokens.exceptions import (
     ExpiredCredential,
     InactiveUser,
     LifetimeExceeded,
     MalformedCredential,
+    ReplayedCredential,
     RevokedCredential,
     UnknownCredential,
 )
-from tokens.models import CredentialFloor, NativeToken, WsTicket
+from tokens.models import CredentialFloor, NativeToken
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -40,6 +41,25 @@ def _native_tokens():
 # The hot lookup, compiled once per database (foundation.compiled_query); order_by(): no ORDER BY
 # to compile or sort for a lookup by a unique column.
 _token_by_digest = CompiledLookup(lambda digest: _native_tokens().filter(digest=digest).order_by()[:1])
+
+# What a ticket's claim reads with it (tokens.ticket_claims): the minting token, or for a service
+# token its user and the change log's head; the "claiming" forms carry the claim's outcome.
+_USER_MARK = -2_147_480_000  # a user pk no caller passes (a CompiledLookup mark), within int32
+
+
+def _token_by(claiming: bool):
+    extra = ticket_claims.CLAIMED if claiming else {}
+    return lambda public_id: _native_tokens().filter(public_id=public_id).annotate(**extra).order_by()[:1]
+
+
+def _user_by(claiming: bool):
+    extra = {**ticket_claims.head_columns(), **(ticket_claims.CLAIMED if claiming else {})}
+    return lambda pk: get_user_model().objects.filter(pk=pk).annotate(**extra).order_by()[:1]
+
+
+_claiming_token, _token_by_public_id = CompiledLookup(_token_by(True)), CompiledLookup(_token_by(False))
+_claiming_user = CompiledLookup(_user_by(True), marks=(_USER_MARK,))
+_user_with_head = CompiledLookup(_user_by(False), marks=(_USER_MARK,))
 
 
 @dataclass(frozen=True)
@@ -78,24 +98,28 @@ def verify_bearer(raw: str) -> Credential:
 
 
 def consume_ticket(raw: str) -> Credential:
-    """Burn a websocket ticket and return the credential that minted it, re-verified."""
-    if not crypto.is_well_formed(raw, crypto.TICKET_PREFIX):
-        raise MalformedCredential()
-    ticket = WsTicket.objects.claim(crypto.digest(raw), **_change_head(), user_floor=_user_floor())
-    if ticket is None:
-        raise UnknownCredential()
-    if ticket.native_token is not None:
-        token = ticket.native_token
-        token.user = ticket.user
-        _check_native(token, ticket.user_floor)
+    """Claim a websocket ticket (single use, tokens.ticket_claims) and return the credential
+    that minted it, verified now: a ticket dies with its credential, whatever killed that."""
+    claims = tickets.read(raw)
+    if claims.kind == tickets.NATIVE:
+        token, claimed = ticket_claims.claim(
+            _claiming_token, _token_by_public_id, claims, claims.credential_id
+        )
+        if not claimed:
+            raise ReplayedCredential()
+        if token is None or token.user_id != claims.user_id:
+            raise UnknownCredential()
+        _check_native(token, token.user_floor)
         _touch(token, timezone.now())
         return _native_credential(token)
+    user, claimed = ticket_claims.claim(_claiming_user, _user_with_head, claims, claims.user_id)
+    if not claimed:
+        raise ReplayedCredential()
+    if user is None:
+        raise UnknownCredential()
+    head = (user.change_epoch, user.change_head)
     return _check_service_jti(
-        ticket.service_jti,
-        ticket.user,
-        ticket.credential_expires_at,
-        ticket.credential_issued_at,
-        (ticket.change_epoch, ticket.change_head),
+        claims.credential_id, user, claims.credential_expires_at, claims.credential_issued_at, head
     )
 
 

@@ -1,9 +1,10 @@
 """``manage.py revoke_token``: kill one credential by id, a native token id or a service-token jti.
 
 The effect is revocation's (tokens.revocation): refused by the verifier from now on in every
-process, unused tickets burnt, and every live socket using it closed (4401) by the server
-processes, which then confirm it (live.confirm). An id that is neither a native token id nor a
-jti this server could have minted is refused, so that a typo is not mistaken for a revocation.
+process, its unused tickets void (a ticket is refused when its credential is), and every live
+socket using it closed (4401) by the server processes, which then confirm it (live.confirm).
+An id that is neither a native token id nor a jti this server could have minted is refused,
+so that a typo is not mistaken for a revocation.
 """
 
 from datetime import UTC, timedelta

@@ -5,14 +5,14 @@ from django.core.management.base import BaseCommand
 from foundation.changelog import capture
 from foundation.timestamps import isoformat
 from tokens.management import add_wait_argument, report_live_effect, user_or_error
-from tokens.models import CredentialFloor, WsTicket
+from tokens.models import CredentialFloor
 from tokens.revocation import revoke_user
 
 
 class Command(BaseCommand):
     help = (
         "Revoke every credential of USERNAME: their native tokens, every service token minted "
-        "for them before now, and their unused websocket tickets; every live websocket of theirs "
+        "for them before now, and every websocket ticket those minted; every live websocket of theirs "
         "closes (4401) in every server process."
     )
 
@@ -25,13 +25,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, reason, wait, **options):
         user = user_or_error(username)
-        tickets = WsTicket.objects.pending().filter(user=user).count()
         with capture() as recorded:
             count = revoke_user(user, reason=reason or "manage.py revoke_user_tokens")
         now = isoformat(CredentialFloor.objects.get(user=user).not_before)
         self.stdout.write(
             f"revoked every credential of user {username!r} at {now}: {count} native "
             f"{'token' if count == 1 else 'tokens'}, every service token minted before then, "
-            f"{tickets} unused {'ticket' if tickets == 1 else 'tickets'}"
+            "and every ticket they minted"
         )
         report_live_effect(self, recorded, wait)
