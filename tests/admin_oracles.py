@@ -25,15 +25,8 @@ EXTRA_WRITES = {
         "tokens.add_revocationlist",
     },
     ("tokens_nativetoken", "delete"): {"auth.delete_user"},  # a user's tokens go with the account
-    ("tokens_wsticket", "update"): {
-        "tokens.revoke_nativetoken",
-        "tokens.add_revokedtoken",
-        "tokens.delete_certificateauthority",
-        "tokens.add_revocationlist",
-    },
     ("tokens_revocationlist", "delete"): {"tokens.add_revocationlist"},  # a KRL replaces the last
     ("tokens_sshcertificate", "update"): {"tokens.delete_certificateauthority"},  # its CA: SET_NULL
-    ("tokens_wsticket", "delete"): {"auth.delete_user"},
     ("tokens_credentialfloor", "insert"): {"tokens.revoke_nativetoken"},
     ("tokens_credentialfloor", "update"): {"tokens.revoke_nativetoken"},
     ("tokens_credentialfloor", "delete"): {"auth.delete_user"},

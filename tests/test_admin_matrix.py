@@ -54,7 +54,7 @@ from tokens.models import (
     RevokedToken,
     SshCertificate,
     SshKey,
-    WsTicket,
+    UsedTicket,
 )
 from tokens.ssh_certificates import parse_certificate
 from tokens.ssh_signatures import parse_public_key
@@ -100,13 +100,7 @@ def build_world(keys, key_dir) -> tuple[World, NativeToken]:
     issue_token(bob, device_name="bobs-phone")
     old = issue_token(alice, device_name="old").token
     NativeToken.objects.filter(pk=old.pk).update(revoked_at=timezone.now(), revoked_reason="lost")
-    WsTicket.objects.create(
-        digest="f1e2d3c4b5a6" * 5 + "0f0f",
-        user=alice,
-        native_token=token,
-        credential_expires_at=token.expires_at,
-        expires_at=timezone.now() + timedelta(seconds=30),
-    )
+    UsedTicket.objects.create(key="marker-used-ticket")
     issue_challenge()
     entry = RevokedToken.objects.create(
         jti="marker-jti-Rv1", reason="marker-reason-Rv1", expires_at=timezone.now() + timedelta(days=1)
@@ -118,7 +112,6 @@ def build_world(keys, key_dir) -> tuple[World, NativeToken]:
     secrets = []
     for digest in [
         *NativeToken.objects.values_list("digest", flat=True),
-        *WsTicket.objects.values_list("digest", flat=True),
         *LoginNonce.objects.values_list("digest", flat=True),
     ]:
         secrets += [digest[:10], digest[-10:]]
