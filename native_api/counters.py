@@ -12,10 +12,9 @@ are three round trips. Here:
   one call, an authenticated request reads the lockout and counts its user's limit in it;
 - on the local-memory cache (the embedded default, one process), the same under one lock.
 
-``incr`` (one counter) is the one-command case. The Redis client is made once per cache
-object (one per thread) over the cache's shared pool: Django's cache builds a new client
-object for every call, which cost a gunicorn worker a tenth of its ``/me`` time
-(docs/benchmarks.md).
+``incr`` (one counter) is the one-command case. The Redis client is made once per process
+over the cache's shared pool: Django's cache builds a new client object for every call,
+which cost a gunicorn worker a tenth of its ``/me`` time (docs/benchmarks.md).
 """
 
 import hashlib
@@ -78,13 +77,22 @@ def _count_redis(backend: RedisCache, added, read) -> list[int]:
         return client.eval(_SCRIPT, len(keys), *keys, *args)
 
 
+_clients: dict = {}  # the cache's connection pool -> one redis client over it, for the process
+
+
 def _client(backend: RedisCache):
-    """One client per cache object (Django keeps one cache object per thread) over the cache's
-    own pool (Django's RedisCacheClient, ``_cache`` since Django 4.0): same keys, same
-    connections, same Sentinel handling as every other cache call."""
-    client = backend.__dict__.get("_native_counter_client")
+    """One client per connection pool, over the cache's own pool (Django's RedisCacheClient,
+    ``_cache`` since Django 4.0; one pool per process and URL, config/redis_pool.py): same
+    keys, same connections, same Sentinel handling as every other cache call.
+
+    Not one per cache object: Django keeps a cache object per async context (asgiref Local),
+    so a websocket's admission hop makes one that lives as long as the socket, and a redis
+    client (its own table of response callbacks, about 15 KB) kept on it cost every socket
+    that much memory. A redis client is thread-safe; the pool hands each call a connection."""
+    pool = backend._cache._get_connection_pool(True)
+    client = _clients.get(pool)
     if client is None:
-        client = backend.__dict__["_native_counter_client"] = backend._cache.get_client(None, write=True)
+        client = _clients.setdefault(pool, backend._cache._client(connection_pool=pool))
     return client
 
 
