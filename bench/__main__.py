@@ -16,7 +16,7 @@ from bench.report import Report
 from bench.servers import kill_strays, stop_all
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ["auth", "fanout", "connect", "memory", "revoke", "enforce", "purge", "flood", "admin"]
+SCENARIOS = ["auth", "fanout", "connect", "memory", "revoke", "enforce", "purge", "flood", "admin", "scale"]
 
 
 def main(argv=None) -> int:

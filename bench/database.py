@@ -153,7 +153,10 @@ class Backend:
                     self._pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if self.redis_url:
             self.flush_redis()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            print(f"server logs kept in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def flush_redis(self) -> None:
         """Delete this run's keys (our prefix only: the Redis database may be shared)."""

@@ -162,6 +162,11 @@ class Clients:
             conn.close()
 
 
+def report_queue():
+    """A queue the client jobs can report through before they finish (multi-step scenarios)."""
+    return _CTX.Queue()
+
+
 def run_clients(job, args_list, *, timeout: float):
     """Run ``job(gate, *args)`` in one process per args; returns (start time, [(result, cpu)])."""
     with Clients(job, args_list, timeout=timeout) as clients:
