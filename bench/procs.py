@@ -111,7 +111,7 @@ class Clients:
         try:
             self.barriers[index].wait(self.timeout)
         except Exception:
-            errors = self._early_errors()
+            errors = self.early_errors()
             raise BenchError(
                 f"clients did not reach step {index} within {self.timeout:.0f} s: {errors}"
             ) from None
@@ -138,7 +138,7 @@ class Clients:
             proc.join(5)
         return out
 
-    def _early_errors(self) -> str:
+    def early_errors(self) -> str:
         for _, conn in self.procs:
             if conn.poll(1.0):
                 status, value, _ = conn.recv()

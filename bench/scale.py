@@ -26,8 +26,10 @@ binding its own loopback source address (127.0.0.x: 28,000 ephemeral ports per a
 """
 
 import asyncio
+import collections
 import json
 import os
+import queue
 import re
 import resource
 import time
@@ -48,7 +50,8 @@ FULL_STEPS = [1000, 10_000, 50_000, 100_000]
 QUICK_STEPS = [1000, 5000]
 CLIENT_SHARE = 10_000  # sockets per client process (and per loopback source address)
 FD_HEADROOM = 1500  # a server's own descriptors: database, Redis, logs, listening socket
-CONCURRENCY = 16  # connects in flight per client process (twisted's listen backlog is 50)
+CONCURRENCY = 8  # connects in flight per client process (twisted's listen backlog is 50)
+OPEN_ATTEMPTS = 5
 SETTLE_S = 5.0
 IDLE_WINDOW_S = 10.0
 FANOUT_TIMEOUT_S = 240.0
@@ -65,7 +68,8 @@ def per_server_limit() -> int:
 
 
 def steps_for(ctx: Context) -> list[int]:
-    """The socket counts to measure at; BENCH_SCALE_STEPS=1000,20000 overrides them."""
+    """The socket counts to measure at; BENCH_SCALE_STEPS=1000,20000 overrides them (and
+    BENCH_SCALE_SERVER=uvicorn serves the sockets with uvicorn instead of daphne)."""
     steps = QUICK_STEPS if ctx.quick else FULL_STEPS
     if os.environ.get("BENCH_SCALE_STEPS"):
         steps = [int(step) for step in os.environ["BENCH_SCALE_STEPS"].split(",")]
@@ -93,47 +97,80 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
     i, connected to urls[i % len(urls)] from ``source``; ``steps`` its cumulative counts. After
     each step it meets the parent, then waits for one message on every socket and reports."""
 
-    async def open_one(i):
+    last_ids: dict[int, int] = {}  # socket i -> the id of the last message of its room it saw
+    early: dict[int, list] = {}  # socket i -> messages that came with a resume, before subscribed
+
+    async def open_one(i, after=None):
+        """Connect socket i and subscribe it (with ``after`` when it resumes), as a client does."""
         token, room, revoked = specs[i] if specs else (None, None, False)
         url = f"{urls[i % len(urls)]}{path}"
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        for attempt in range(3):
+        for attempt in range(OPEN_ATTEMPTS):
             try:
                 ws = await ws_connect(url, additional_headers=headers, local_addr=(source, 0), **OPTIONS)
                 hello = json.loads(await asyncio.wait_for(ws.recv(), 30))
                 if hello.get("type") != "hello":
                     raise BenchError(f"expected hello, got {hello}")
                 if room is not None:
-                    await ws.send(json.dumps({"type": "subscribe", "room": room}))
+                    subscribe = {"type": "subscribe", "room": room}
+                    if after is not None:
+                        subscribe["after"] = after
+                    await ws.send(json.dumps(subscribe))
+                    backlog = []
                     while True:
                         frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
                         if frame.get("type") == "subscribed":
                             break
+                        backlog.append(frame)  # with after: the messages missed, first
+                    last_ids.setdefault(i, frame.get("last_message_id") or 0)
+                    early[i] = backlog
                 return ws
-            except (OSError, InvalidMessage, InvalidStatus, TimeoutError):
-                if attempt == 2:
+            except (OSError, InvalidMessage, InvalidStatus, TimeoutError, ConnectionClosed) as exc:
+                # A handshake dropped under the connect storm, or 1013 (a dependency did not
+                # answer in time): a client reconnects with back-off, and so does this one.
+                if attempt == OPEN_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(1.0)  # a handshake dropped under the connect storm
+                retried[type(exc).__name__ if not isinstance(exc, ConnectionClosed) else _code(exc)] += 1
+                await asyncio.sleep(1.0 + attempt)
 
-    async def one_message(ws, room, tag, deadline):
-        """(receive time, latency) of this socket's message, or a problem string."""
+    async def one_message(i, room, tag, deadline):
+        """(receive time, latency) of socket i's message, or a problem string. A socket the
+        server closes 1013 or 1012 (failing closed under overload, a restart) reconnects and
+        resumes with ``after``, as API.md tells a client to: its message must still come once."""
         loop = asyncio.get_running_loop()
-        try:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - loop.time())))
-        except TimeoutError:
-            return "missing"
-        except ConnectionClosed as closed:
-            return f"closed {closed.rcvd.code if closed.rcvd else 1006}"
-        now = time.monotonic()
-        if frame.get("type") != "message":
-            return f"unexpected {frame.get('type')}"
-        step_tag, its_room, sent_at = frame["message"]["body"].split()
-        if step_tag != tag or its_room != room:
-            return "wrong message"  # another room's, or one seen twice (a step late)
-        return now, now - float(sent_at)
+        while True:
+            try:
+                if early.get(i):
+                    frame = early[i].pop(0)
+                else:
+                    frame = json.loads(
+                        await asyncio.wait_for(sockets[i].recv(), max(0.1, deadline - loop.time()))
+                    )
+            except TimeoutError:
+                return "missing"
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+                if code not in (1012, 1013) or loop.time() > deadline:
+                    return f"closed {code}"
+                resumed[code] += 1
+                await asyncio.sleep(0.5)
+                sockets[i] = await open_one(i, after=last_ids.get(i, 0))
+                continue
+            now = time.monotonic()
+            if frame.get("type") != "message":
+                return f"unexpected {frame.get('type')}"
+            message = frame["message"]
+            step_tag, its_room, sent_at = message["body"].split()
+            if step_tag != tag or its_room != room or message["id"] <= last_ids.get(i, 0):
+                return "wrong message"  # another room's, or one seen before
+            last_ids[i] = message["id"]
+            return now, now - float(sent_at)
+
+    retried = collections.Counter()
+    resumed = collections.Counter()
+    sockets = []
 
     async def main():
-        sockets = []
         loop = asyncio.get_running_loop()
         for index, target in enumerate(steps):
             started = time.monotonic()
@@ -146,7 +183,7 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
                 deadline = loop.time() + FANOUT_TIMEOUT_S
                 tag = f"scale-{index}"
                 got = await asyncio.gather(
-                    *(one_message(ws, specs[i][1], tag, deadline) for i, ws in enumerate(sockets))
+                    *(one_message(i, specs[i][1], tag, deadline) for i in range(len(sockets)))
                 )
                 delivered = [g for g in got if isinstance(g, tuple)]
                 problems = [g for g in got if not isinstance(g, tuple)]
@@ -158,6 +195,8 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
                         "latencies": [round(g[1], 4) for g in delivered],
                         "problems": problems[:5],
                         "problem_count": len(problems),
+                        "retried": dict(retried),
+                        "resumed": {f"close {code}": n for code, n in resumed.items()},
                     }
                 )
             await loop.run_in_executor(None, gate.stage, 2 * index + 1)  # measured: open more
@@ -183,6 +222,10 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
         return len(sockets)
 
     return asyncio.run(main())
+
+
+def _code(closed: ConnectionClosed) -> str:
+    return f"close {closed.rcvd.code if closed.rcvd else 1006}"
 
 
 # --- the parent -------------------------------------------------------------------------------
@@ -212,16 +255,18 @@ async def post_to_rooms(servers, token: str, rooms: list[str], tag: str) -> tupl
     return started, replies
 
 
-def wait_reports(reports, count: int, timeout: float) -> list[dict]:
+def wait_reports(clients, reports, count: int, timeout: float) -> list[dict]:
+    """One report from each of ``count`` client processes; a client that failed ends the wait."""
     out, deadline = [], time.monotonic() + timeout
     while len(out) < count:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BenchError(f"only {len(out)} of {count} client processes reported within {timeout:.0f} s")
         try:
-            out.append(reports.get(timeout=min(remaining, 5.0)))
-        except Exception:  # queue.Empty: look again until the deadline
-            continue
+            out.append(reports.get(timeout=min(remaining, 2.0)))
+        except queue.Empty:
+            if any(not process.is_alive() for process, _ in clients.procs):
+                raise BenchError(f"a client process failed: {clients.early_errors()}") from None
     return out
 
 
@@ -264,7 +309,8 @@ def curve(ctx: Context, database_url: str, seed: dict | None, steps: list[int], 
         specs = plan_sockets(steps[-1], tokens, users[0]["token"], seed["rooms"][1 : 1 + ROOMS])
     out = {"servers": processes, "clients": client_count}
     reports = report_queue()
-    with ctx.servers(database_url, count=processes) as servers:
+    kind = os.environ.get("BENCH_SCALE_SERVER", "daphne")
+    with ctx.servers(database_url, count=processes, kind=kind) as servers:
         warm_up(servers, path, tokens[0] if tokens else None)
         time.sleep(SETTLE_S)
         rss_before = sum(s.rss() for s in servers)
@@ -294,7 +340,7 @@ def curve(ctx: Context, database_url: str, seed: dict | None, steps: list[int], 
                 ctx.figure(f"{name}_idle_cpu_share_at_{step}", idle)
                 out[step] = {"kb": rss, "idle": idle}
                 if seed:
-                    out[step].update(fan_out(ctx, servers, seed, reports, client_count, index, step))
+                    out[step].update(fan_out(ctx, servers, seed, clients, reports, client_count, index, step))
                 started = clients.stage(2 * index + 1)
             if seed:
                 out["revoke"] = revoke(ctx, database_url, clients, reports, client_count, 2 * len(steps))
@@ -305,18 +351,27 @@ def curve(ctx: Context, database_url: str, seed: dict | None, steps: list[int], 
     return out
 
 
-def fan_out(ctx, servers, seed, reports, client_count, index, step) -> dict:
+def fan_out(ctx, servers, seed, clients, reports, client_count, index, step) -> dict:
     poster = seed["users"][1]["token"]
     rooms = seed["rooms"][1 : 1 + ROOMS]
     started, replies = asyncio.run(post_to_rooms(servers, poster, rooms, f"scale-{index}"))
     posted_s = time.monotonic() - started
-    got = wait_reports(reports, client_count, FANOUT_TIMEOUT_S + 60)
+    got = wait_reports(clients, reports, client_count, FANOUT_TIMEOUT_S + 60)
     if replies != {"ack": len(rooms)}:
         raise BenchError(f"sending to {len(rooms)} rooms was answered {replies}")
     problems = sum(r["problem_count"] for r in got)
     if problems:
         sample = [p for r in got for p in r["problems"]][:5]
         raise BenchError(f"at {step} sockets, {problems} sockets did not get their message once: {sample}")
+    retried, resumed = collections.Counter(), collections.Counter()
+    for r in got:
+        retried.update(r["retried"])
+        resumed.update(r["resumed"])
+    if retried or resumed:
+        ctx.report.note(
+            f"{ctx.backend.name} scale, {step} sockets, so far: connects retried {dict(retried)},"
+            f" sockets closed and resumed with after {dict(resumed)}"
+        )
     latencies = [x for r in got for x in r["latencies"]]
     elapsed = max(r["last"] for r in got) - started
     figures = {
@@ -333,7 +388,7 @@ def fan_out(ctx, servers, seed, reports, client_count, index, step) -> dict:
 def revoke(ctx, database_url, clients, reports, client_count, stage) -> dict:
     clients.stage(stage)
     out = ctx.backend.manage(database_url, "revoke_user_tokens", "bench-0", "--wait", "5", timeout=300)
-    got = wait_reports(reports, client_count, CLOSE_TIMEOUT_S + 60)
+    got = wait_reports(clients, reports, client_count, CLOSE_TIMEOUT_S + 60)
     match = re.search(r"at (\S+Z): (\d+) native tokens?", out)
     if not match:
         raise BenchError(f"revoke_user_tokens said: {out.strip()[:300]}")
