@@ -69,7 +69,8 @@ def per_server_limit() -> int:
 
 def steps_for(ctx: Context) -> list[int]:
     """The socket counts to measure at; BENCH_SCALE_STEPS=1000,20000 overrides them (and
-    BENCH_SCALE_SERVER=uvicorn serves the sockets with uvicorn instead of daphne)."""
+    BENCH_SCALE_SERVER=uvicorn serves the sockets with uvicorn instead of daphne, and
+    BENCH_SCALE_CURVES=bare measures one curve alone)."""
     steps = QUICK_STEPS if ctx.quick else FULL_STEPS
     if os.environ.get("BENCH_SCALE_STEPS"):
         steps = [int(step) for step in os.environ["BENCH_SCALE_STEPS"].split(",")]
@@ -423,8 +424,11 @@ def revoke(ctx, database_url, clients, reports, client_count, stage) -> dict:
 def run(ctx: Context) -> None:
     steps = steps_for(ctx)
     database_url, seed = ctx.prepare(users=1 + OTHER_USERS, rooms=ROOMS)
-    ours = curve(ctx, database_url, seed, steps, "ours")
-    bare = curve(ctx, database_url, None, steps, "bare")
+    curves = os.environ.get("BENCH_SCALE_CURVES", "ours,bare").split(",")  # one alone, to redo it
+    ours = curve(ctx, database_url, seed, steps, "ours") if "ours" in curves else None
+    bare = curve(ctx, database_url, None, steps, "bare") if "bare" in curves else None
+    if ours is None or bare is None:
+        return
     ctx.figure("server_processes", ours["servers"])
     ctx.figure("client_processes", ours["clients"])
     ctx.figure("fd_limit_per_process", resource.getrlimit(resource.RLIMIT_NOFILE)[1])
