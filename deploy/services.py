@@ -64,13 +64,19 @@ def base_env(venv_bin: Path | None = None) -> dict[str, str]:
 
 
 def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    """The newest installed PostgreSQL's ``name`` (Debian keeps each major under its own dir)."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version_key)
     if found:
         return found[-1]
     on_path = shutil.which(name)
     if on_path is None:
         raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
     return on_path
+
+
+def _version_key(path: str) -> tuple:
+    version = path.split("/")[4]
+    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
 
 
 # --- the app hosts' environment -------------------------------------------------------------
@@ -228,6 +234,17 @@ class Recipes:
         env.update(self.overrides)
         return env
 
+    def _app_service(self, host: topology.Host, kind: str, argv: list[str]) -> Service:
+        """One of an app host's servers: its log beside the host's others, the app's environment."""
+        return Service(
+            f"{host.name}.{kind}",
+            host.name,
+            argv,
+            self.run_dir / host.name / f"{kind}.log",
+            env=self.app_env(host),
+            hostname=host.name,
+        )
+
     def gunicorn(self, host: topology.Host) -> Service:
         argv = [
             str(self.venv_bin / "gunicorn"),
@@ -235,14 +252,7 @@ class Recipes:
             "-w", str(self.workers),
             "config.wsgi:application",
         ]  # fmt: skip
-        return Service(
-            f"{host.name}.gunicorn",
-            host.name,
-            argv,
-            self.run_dir / host.name / "gunicorn.log",
-            env=self.app_env(host),
-            hostname=host.name,
-        )
+        return self._app_service(host, "gunicorn", argv)
 
     def daphne(self, host: topology.Host) -> Service:
         argv = [
@@ -251,14 +261,7 @@ class Recipes:
             "-p", str(topology.WS_PORT),
             "config.asgi:application",
         ]  # fmt: skip
-        return Service(
-            f"{host.name}.daphne",
-            host.name,
-            argv,
-            self.run_dir / host.name / "daphne.log",
-            env=self.app_env(host),
-            hostname=host.name,
-        )
+        return self._app_service(host, "daphne", argv)
 
     def manage(self, host: topology.Host, *args: str, name: str = "manage") -> Service:
         """``python manage.py ARGS`` on an app host, as an operator would run it there."""

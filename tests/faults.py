@@ -15,7 +15,6 @@ a port of its own, points the servers under test at it, and stops, freezes or re
 
 import asyncio
 import contextlib
-import glob
 import os
 import shutil
 import signal
@@ -29,6 +28,8 @@ from pathlib import Path
 import httpx
 import websockets
 
+from deploy.cluster import wait_for as wait_until  # poll until truthy, RuntimeError after timeout
+from deploy.services import postgres_bin
 from native_client import Backoff, Tail
 from tests import ws
 
@@ -71,21 +72,6 @@ def free_ports_in(ports: range, count: int) -> list[int]:
     finally:
         for sock in held:
             sock.close()
-
-
-def wait_until(check, *, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``check`` until it returns a truthy value; that value, or RuntimeError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except Exception:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -262,21 +248,6 @@ class SentinelRedis:
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
-
-
-def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version_key)
-    if found:
-        return found[-1]
-    on_path = shutil.which(name)
-    if on_path is None:
-        raise RuntimeError(f"PostgreSQL's {name} was not found under /usr/lib/postgresql/*/bin or on PATH")
-    return on_path
-
-
-def _version_key(path: str) -> tuple:
-    version = path.split("/")[4]
-    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
 
 
 class PrivatePostgres:
