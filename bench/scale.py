@@ -153,7 +153,7 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
                 code = closed.rcvd.code if closed.rcvd else 1006
                 if code not in (1012, 1013) or loop.time() > deadline:
                     return f"closed {code}"
-                resumed[code] += 1
+                resumed[_code(closed)] += 1
                 await asyncio.sleep(0.5)
                 sockets[i] = await open_one(i, after=last_ids.get(i, 0))
                 continue
@@ -174,11 +174,9 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
     async def main():
         loop = asyncio.get_running_loop()
         for index, target in enumerate(steps):
-            started = time.monotonic()
             sockets.extend(
                 await gather_limited([open_one(i) for i in range(len(sockets), target)], CONCURRENCY)
             )
-            opened_s = time.monotonic() - started
             await loop.run_in_executor(None, gate.stage, 2 * index)  # opened: the parent measures
             if specs:
                 deadline = loop.time() + FANOUT_TIMEOUT_S
@@ -191,13 +189,12 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
                 reports.put(
                     {
                         "step": index,
-                        "opened_s": opened_s,
                         "last": max((g[0] for g in delivered), default=None),
                         "latencies": [round(g[1], 4) for g in delivered],
                         "problems": problems[:5],
                         "problem_count": len(problems),
                         "retried": dict(retried),
-                        "resumed": {f"close {code}": n for code, n in resumed.items()},
+                        "resumed": dict(resumed),
                     }
                 )
             await loop.run_in_executor(None, gate.stage, 2 * index + 1)  # measured: open more
