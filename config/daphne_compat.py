@@ -28,6 +28,9 @@
    line that is never printed: about a tenth of a websocket handshake's CPU (py-spy, bench
    connect). The formatting now happens only if the line is written.
 
+7. daphne walks every connection every second or two for its reaping, pings and timeouts;
+   config/daphne_timers.py runs that work only for the connections it is due for.
+
 uvicorn needs none of this: it passes code and reason through and its ``websocket.send`` waits
 while the client is not reading. Its loggers do print websocket query strings; settings.LOGGING
 routes them through the same redaction.
@@ -39,6 +42,7 @@ import time
 
 from django.conf import settings
 
+from config import daphne_timers
 from native_api.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -113,6 +117,7 @@ def install() -> None:
         self._parsePOSTFormSubmission = False
 
     WebRequest.__init__ = request_init
+    daphne_timers.install()
     _install_immediate_writes()
     _install_lazy_debug_format()
     WebSocketProtocol.handle_reply = handle_reply

@@ -92,11 +92,12 @@ class ServerProcess:
                 self.process.wait()
 
 
-def server_command(server: str, port: int, *, workers: int = 2) -> list[str]:
-    """Each server with its default options, as API.md promises (gunicorn reads gunicorn.conf.py)."""
+def server_command(server: str, port: int, *, workers: int = 2, options: tuple = ()) -> list[str]:
+    """Each server with its default options, as API.md promises (gunicorn reads gunicorn.conf.py),
+    and ``options`` for daphne's command line."""
     asgi, wsgi = "config.asgi:application", "config.wsgi:application"
     if server == "daphne":
-        return [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), asgi]
+        return [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), *options, asgi]
     if server == "uvicorn":
         return [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), asgi]
     if server == "gunicorn":
@@ -111,6 +112,7 @@ def start_server(
     server: str = "daphne",
     name: str = "server",
     workers: int = 2,
+    options: tuple = (),
 ):
     """A server process on a free port, once /api/native/health answers 200. ``server``: daphne,
     uvicorn (config.asgi) or gunicorn with ``workers`` sync workers (config.wsgi, HTTP only)."""
@@ -119,7 +121,7 @@ def start_server(
     full_env = {**os.environ, **QUIET_ENV, "DATABASE_URL": database_url_for_tests(), **(env or {})}
     full_env.pop("DJANGO_SETTINGS_MODULE", None)
     full_env["PYTHONUNBUFFERED"] = "1"
-    cmd = server_command(server, port, workers=workers)
+    cmd = server_command(server, port, workers=workers, options=options)
     log_file = open(log_path, "w")  # noqa: SIM115 - the process writes to it until stop()
     process = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     proc = ServerProcess(port, log_path, process, full_env)
