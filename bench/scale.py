@@ -53,7 +53,7 @@ FD_HEADROOM = 1500  # a server's own descriptors: database, Redis, logs, listeni
 CONCURRENCY = 8  # connects in flight per client process (twisted's listen backlog is 50)
 OPEN_ATTEMPTS = 5
 SETTLE_S = 5.0
-IDLE_WINDOW_S = 10.0
+IDLE_WINDOW_S = 20.0  # daphne's ping interval: each socket's ping falls in the window once
 FANOUT_TIMEOUT_S = 240.0
 CLOSE_TIMEOUT_S = 30.0
 
