@@ -85,6 +85,7 @@ class RedisRegistry:
         self._rewrite = True  # the first flush replaces whatever an earlier process of this name left
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._work = threading.Event()  # something to write: the flush thread wakes for it
         self._thread: threading.Thread | None = None
         self._next_heartbeat = 0.0
         self._warned_at: dict[str, float] = {}
@@ -105,12 +106,14 @@ class RedisRegistry:
             self._queue(True, live)
             if self._thread is None:
                 self._start()
+        self._work.set()
 
     def closed(self, connection_id: str) -> None:
         with self._lock:
             live = self._local.pop(connection_id, None)
             if live is not None:
                 self._queue(False, live)
+        self._work.set()
 
     def _queue(self, is_open: bool, live: LiveSocket) -> None:
         if self._rewrite:
@@ -132,12 +135,21 @@ class RedisRegistry:
         atexit.register(self._forget_on_exit)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self.flush()
+        # Idle, the thread sleeps until the heartbeat is due (a few wake-ups a minute, not ten a
+        # second per process); a change wakes it, and it lets a burst of opens and closes gather
+        # for flush_interval so that one pipeline carries them.
+        while not self._stop.is_set():
+            self._work.wait(max(0.0, self._next_heartbeat - time.monotonic()))
+            if self._stop.wait(self.flush_interval):
+                return
+            self._work.clear()
+            if not self.flush():
+                self._work.set()  # Redis failed: try again after flush_interval
 
     def stop(self, *, forget: bool = True) -> None:
         """Stop the thread; with ``forget``, remove this process's entries (a clean shutdown)."""
         self._stop.set()
+        self._work.set()
         if self._thread is not None:
             self._thread.join(5)
         if forget:
@@ -172,6 +184,7 @@ class RedisRegistry:
                     with self._lock:
                         self._rewrite = True
                         self._pending.clear()
+                    self._work.set()
                 self.clean_dead_processes()
         except redis.RedisError as exc:
             with self._lock:

@@ -139,6 +139,22 @@ def test_the_background_thread_flushes_without_being_asked(registries):
 
 
 @redis_only
+def test_an_idle_registry_writes_only_its_heartbeat(registries, monkeypatch):
+    a = registries("host-a:1", flush_interval=0.02, ttl=3.0)
+    a.opened(socket_of("a1", "tok1", 1, "host-a:1"))
+    assert wait_for(lambda: not a._rewrite and not a._pending)
+    flushes = []
+    real = a.flush
+    monkeypatch.setattr(a, "flush", lambda: flushes.append(time.monotonic()) or real())
+    time.sleep(1.5)
+    # The heartbeat is due every ttl / 3 = 1 s: at most two wake-ups, not 75 (one per 0.02 s).
+    assert 1 <= len(flushes) <= 2
+    a.closed("a1")
+    reader = registries("reader:9")
+    assert wait_for(lambda: reader.for_credentials(["tok1"])["tok1"] == [], timeout=0.5)
+
+
+@redis_only
 def test_a_dead_process_entries_disappear_after_the_ttl_and_are_deleted(registries, prefix):
     doomed = registries("doomed:1", ttl=1.0)
     survivor = registries("survivor:2", ttl=1.0)
