@@ -30,6 +30,7 @@ import collections
 import json
 import os
 import queue
+import random
 import re
 import resource
 import time
@@ -52,6 +53,7 @@ CLIENT_SHARE = 10_000  # sockets per client process (and per loopback source add
 FD_HEADROOM = 1500  # a server's own descriptors: database, Redis, logs, listening socket
 CONCURRENCY = 8  # connects in flight per client process (twisted's listen backlog is 50)
 OPEN_ATTEMPTS = 5
+RESUME_SPREAD_S = 5.0  # a closed socket resumes after a random 0.5 s to this
 SETTLE_S = 5.0
 IDLE_WINDOW_S = 20.0  # daphne's ping interval: each socket's ping falls in the window once
 FANOUT_TIMEOUT_S = 240.0
@@ -154,8 +156,12 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
                 if code not in (1012, 1013) or loop.time() > deadline:
                     return f"closed {code}"
                 resumed[_code(closed)] += 1
-                await asyncio.sleep(0.5)
-                sockets[i] = await open_one(i, after=last_ids.get(i, 0))
+                # A process that fails closed drops thousands of sockets at once; clients that all
+                # came back half a second later would be a reconnect storm of their own. Jittered
+                # back-off, and no more handshakes in flight than while opening, as a client does.
+                await asyncio.sleep(random.uniform(0.5, RESUME_SPREAD_S))
+                async with resuming:
+                    sockets[i] = await open_one(i, after=last_ids.get(i, 0))
                 continue
             now = time.monotonic()
             if frame.get("type") != "message":
@@ -169,6 +175,7 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
 
     retried = collections.Counter()
     resumed = collections.Counter()
+    resuming = asyncio.Semaphore(CONCURRENCY)
     sockets = []
 
     async def main():
