@@ -2,7 +2,8 @@
 
 The websocket layer (live.hub) reports each socket once it has authenticated (``opened``) and
 when it goes away (``closed``). Readers (GET /api/native/tokens, admin, metrics) ask by
-credential or by user, from any process.
+credential or by user, from any process. ``GET /api/native/me`` asks for one credential's count
+as a read that its authentication's round trip to Redis carries (``count_read``).
 
 Two implementations, chosen on first use: in-process (the embedded default, one process) and
 Redis (``REDIS_URL`` set: every process's sockets, visible from every process; see
@@ -13,6 +14,7 @@ the asyncio event loop: both are O(1) and never do network I/O on the caller's t
 import threading
 from collections.abc import Iterable
 
+from foundation.redis_scripts import PendingRead
 from live.live_socket import PROCESS, LiveSocket  # noqa: F401  (callers name presence.PROCESS)
 
 
@@ -40,6 +42,9 @@ class InProcessRegistry:
                     found[live.credential_id].append(live)
         return found
 
+    def count_read(self, credential_id: str) -> PendingRead:
+        return _LocalCount(self, credential_id)
+
     def for_user(self, user_id: int) -> list[LiveSocket]:
         with self._lock:
             return [live for live in self._sockets.values() if live.user_id == user_id]
@@ -47,6 +52,16 @@ class InProcessRegistry:
     def all_sockets(self) -> list[LiveSocket]:
         with self._lock:
             return list(self._sockets.values())
+
+
+class _LocalCount(PendingRead):
+    """A count that needs no Redis: nothing carries it, it is counted when asked."""
+
+    def __init__(self, registry: InProcessRegistry, credential_id: str):
+        self.registry, self.credential_id = registry, credential_id
+
+    def alone(self) -> int:
+        return len(self.registry.for_credentials([self.credential_id])[self.credential_id])
 
 
 _registry = None
@@ -93,6 +108,12 @@ def for_credentials(credential_ids: Iterable[str]) -> dict[str, list[LiveSocket]
 
 def counts_for_credentials(credential_ids: Iterable[str]) -> dict[str, int]:
     return {cid: len(found) for cid, found in for_credentials(credential_ids).items()}
+
+
+def count_read(credential_id: str) -> PendingRead:
+    """The number of live sockets of one credential, as a read another round trip to Redis may
+    carry (foundation.redis_scripts): its ``value()`` is what ``counts_for_credentials`` says."""
+    return registry().count_read(credential_id)
 
 
 def for_user(user_id: int) -> list[LiveSocket]:

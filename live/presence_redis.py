@@ -13,7 +13,10 @@ overflows, the queue is dropped, a warning is logged once, and the next successf
 rewrites this process's entries from memory: nothing on the event loop ever waits for Redis.
 
 Readers: sync code (HTTP views, admin) does two round trips whatever the number of sockets or
-credentials asked about: the index sets, then the owning processes' heartbeats and hashes.
+credentials asked about: the index sets, then the owning processes' heartbeats and hashes. One
+credential's count (``count_read``, for ``GET /api/native/me``) is one script that does both in
+Redis, sent in the round trip the request makes for its rate limits anyway
+(foundation/redis_scripts.py), or alone when nothing carries it.
 Entries of a process whose heartbeat expired are ignored at once and deleted by the next
 janitor pass (every live process runs one with its heartbeat), so a ``kill -9`` leaves nothing
 visible after the TTL. A reader that cannot reach Redis answers with this process's own
@@ -32,6 +35,7 @@ from datetime import datetime
 import redis
 
 from foundation import redis_urls
+from foundation.redis_scripts import PendingRead, Script
 from live.live_socket import PROCESS, LiveSocket
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,27 @@ logger = logging.getLogger(__name__)
 SEPARATOR = "|"  # between process and connection id in the index sets; in neither of them
 CHUNK = 2000  # commands per pipeline when reading many index sets
 WARN_EVERY = 60.0
+
+# One credential's live sockets, as ``for_credentials`` counts them. KEYS[1]: its index set;
+# ARGV[1], ARGV[2]: the prefixes of the heartbeat keys and of the processes' hashes. A member is
+# "<process>|<connection id>" (SEPARATOR, split at the last one as ``_resolve`` does); it counts
+# when its process's heartbeat is alive and the connection is in that process's hash.
+_COUNT = Script(b"""
+local alive = {}
+local n = 0
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    local process, connection = string.match(member, '^(.*)|(.*)$')
+    if process then
+        if alive[process] == nil then
+            alive[process] = redis.call('EXISTS', ARGV[1] .. process) == 1
+        end
+        if alive[process] and redis.call('HEXISTS', ARGV[2] .. process, connection) == 1 then
+            n = n + 1
+        end
+    end
+end
+return n
+""")
 
 
 def _encode(live: LiveSocket) -> str:
@@ -74,6 +99,7 @@ class RedisRegistry:
         client: redis.Redis | None = None,
     ):
         self.client = client or redis_urls.client(url, socket_connect_timeout=2, socket_timeout=2)
+        self.url = url  # the Redis another round trip must go to for carrying a read of ours
         self.prefix = prefix
         self.process = process
         self.ttl = ttl
@@ -266,6 +292,9 @@ class RedisRegistry:
                     found[live.credential_id].append(live)
         return found
 
+    def count_read(self, credential_id: str) -> PendingRead:
+        return _SocketCount(self, credential_id)
+
     def for_user(self, user_id: int) -> list[LiveSocket]:
         try:
             (members,) = self._read_sets([self._key("user", user_id)])
@@ -333,3 +362,32 @@ class RedisRegistry:
         if now - self._warned_at.get(what, -WARN_EVERY) >= WARN_EVERY:
             self._warned_at[what] = now
             logger.warning(message, *args)
+
+
+class _SocketCount(PendingRead):
+    """One credential's live sockets: one script, carried by another round trip or run alone;
+    while Redis cannot be read, this process's own sockets, as ``for_credentials`` answers."""
+
+    def __init__(self, registry: RedisRegistry, credential_id: str):
+        self.registry, self.credential_id = registry, credential_id
+        self.url = registry.url
+        self.call = _COUNT.call(
+            [registry._key("cred", credential_id)], [registry._key("alive", ""), registry._key("proc", "")]
+        )
+
+    def alone(self) -> int:
+        try:
+            return self.answer(_COUNT.run(self.registry.client, self.call.keys, self.call.args))
+        except redis.RedisError as exc:
+            return self.failed(exc)
+
+    def answer(self, reply) -> int:
+        return int(reply)
+
+    def failed(self, error: Exception) -> int:
+        if not isinstance(error, redis.RedisError):
+            raise error
+        self.registry._warn(
+            "read", "presence: cannot read Redis (%s); showing this process only", type(error).__name__
+        )
+        return sum(live.credential_id == self.credential_id for live in self.registry._local_copy())

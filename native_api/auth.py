@@ -23,11 +23,16 @@ def bearer_from_header(value: str | None) -> str | None:
 LOCKED_OUT = "Too many failed authentications from your address."
 
 
-def bearer_required(view, *, user_limit: str | None = None):
+def bearer_required(view, *, user_limit: str | None = None, read_with_auth=None):
     """Verify the bearer credential, then, in one round trip to the cache, read the address's
     failed-auth lockout and count ``user_limit`` (a limit of native_api.ratelimits kept per
     user, e.g. "ws-ticket") before the view runs. A locked-out address is answered 429 whatever
-    it carries; one this process has already seen locked out is answered before any I/O."""
+    it carries; one this process has already seen locked out is answered before any I/O.
+
+    ``read_with_auth``: credential -> foundation.redis_scripts.PendingRead, a read the view
+    needs (``/me``: its credential's live sockets), carried by that same round trip; its value
+    is ``request.read_with_auth``. This module carries it without knowing what it reads; its
+    value is taken only for a request that is let through (a refused one reveals nothing)."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
@@ -58,7 +63,8 @@ def bearer_required(view, *, user_limit: str | None = None):
             metrics.authentication("http", "unavailable")
             raise
         limit = (user_limit, f"user:{credential.user.pk}") if user_limit else None
-        refused = ratelimits.authenticated(bucket, limit)
+        along = read_with_auth(credential) if read_with_auth else None
+        refused = ratelimits.authenticated(bucket, limit, along=along)
         if refused is not None and refused[0] == "auth-failures":
             return _locked_out(refused[1])
         metrics.authentication("http", "accepted")
@@ -68,6 +74,8 @@ def bearer_required(view, *, user_limit: str | None = None):
             return error_response(429, f"Too many requests; retry in {wait} s.", retry_after=wait)
         request.user = credential.user
         request.credential = credential
+        if along is not None:
+            request.read_with_auth = along.value()
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -9,7 +9,9 @@ are three round trips. Here:
 - on Redis, one Lua script (``EVALSHA``, one round trip, run atomically on the primary)
   increments each counter it is given, gives it its TTL if it has none, and reads the others:
   a websocket connect counts its address and reads the address's failed-auth lockout in that
-  one call, an authenticated request reads the lockout and counts its user's limit in it;
+  one call, an authenticated request reads the lockout and counts its user's limit in it, and
+  carries in the same round trip a read the view asked for (``along``, e.g. ``/me``'s
+  live-socket count: foundation/redis_scripts.py);
 - on the local-memory cache (the embedded default, one process), the same under one lock.
 
 ``incr`` (one counter) is the one-command case. The Redis client is made once per process
@@ -17,20 +19,20 @@ over the cache's shared pool: Django's cache builds a new client object for ever
 which cost a gunicorn worker a tenth of its ``/me`` time (docs/benchmarks.md).
 """
 
-import hashlib
 import threading
 from collections.abc import Sequence
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
-from redis.exceptions import NoScriptError
+
+from foundation.redis_scripts import PendingRead, Script, run_together
 
 # KEYS: the counters to add to, then the counters to read. ARGV[1]: how many are added to; then
 # per added counter its delta and its seconds to live. A counter without a TTL gets one (a new
 # key, or one an older version of this code left without), so none lives forever. A value that
 # is not a number (nothing of ours writes one) reads as 0.
-_SCRIPT = b"""
+_SCRIPT = Script(b"""
 local added = tonumber(ARGV[1])
 local out = {}
 for i = 1, added do
@@ -43,8 +45,7 @@ for i = added + 1, #KEYS do
     out[i] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
 end
 return out
-"""
-_SHA = hashlib.sha1(_SCRIPT, usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
+""")
 
 _local_lock = threading.Lock()
 
@@ -55,26 +56,37 @@ def incr(key: str, *, ttl: int, delta: int = 1) -> int:
     return count([(key, ttl, delta)])[0]
 
 
-def count(added: Sequence[tuple[str, int, int]], read: Sequence[str] = ()) -> list[int]:
+def count(
+    added: Sequence[tuple[str, int, int]], read: Sequence[str] = (), *, along: PendingRead | None = None
+) -> list[int]:
     """For each (key, ttl, delta) of ``added``, its count after adding; then for each key of
-    ``read``, its count (0 when absent). One atomic step; raises what the cache raises."""
+    ``read``, its count (0 when absent). One atomic step; raises what the cache raises.
+
+    ``along``: another layer's read of the cache's Redis, sent in the same round trip when it
+    can be (its reply is handed to it, errors included); otherwise, or when the round trip
+    fails, it is left to make itself."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        return _count_redis(backend, added, read)
+        return _count_redis(backend, added, read, along)
     return _count_local(backend, added, read)
 
 
-def _count_redis(backend: RedisCache, added, read) -> list[int]:
+def _count_redis(backend: RedisCache, added, read, along: PendingRead | None) -> list[int]:
     keys = [backend.make_and_validate_key(key) for key, _, _ in added]
     keys += [backend.make_and_validate_key(key) for key in read]
     args = [len(added)]
     for _, ttl, delta in added:
         args += [delta, ttl]
     client = _client(backend)
-    try:
-        return client.evalsha(_SHA, len(keys), *keys, *args)
-    except NoScriptError:  # a fresh server (a restart, a new primary): EVAL caches it there
-        return client.eval(_SCRIPT, len(keys), *keys, *args)
+    # The cache writes to its first server (Django's RedisCacheClient); a read of another Redis
+    # must not be sent here.
+    if along is None or along.call is None or along.url != backend._servers[0]:
+        return _SCRIPT.run(client, keys, args)
+    ours, theirs = run_together(client, [_SCRIPT.call(keys, args), along.call])
+    along.carried(theirs)
+    if isinstance(ours, Exception):
+        raise ours
+    return ours
 
 
 _clients: dict = {}  # the cache's connection pool -> one redis client over it, for the process

@@ -10,6 +10,7 @@ declarations, so the document cannot drift from the behaviour.
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
 
@@ -50,6 +51,9 @@ class Operation:
     # A rate limit (native_api.ratelimits) counted per authenticated user, in the same round
     # trip as authentication's own lockout read (native_api.auth.bearer_required).
     user_limit: str | None = None
+    # A read the view needs from Redis (credential -> foundation.redis_scripts.PendingRead), made
+    # in that same round trip; the view finds its value as request.read_with_auth.
+    read_with_auth: Callable | None = None
     errors: dict = field(default_factory=dict)  # further error status → when it is answered
     description: str = ""
 
@@ -60,14 +64,19 @@ def endpoint(path: dict | None = None, **operations: Operation):
     allowed = sorted(method.upper() for method in operations)
     needs_auth = {op.auth for op in operations.values()}
     user_limits = {op.user_limit for op in operations.values()}
-    if len(needs_auth) != 1 or len(user_limits) != 1:
+    reads = {op.read_with_auth for op in operations.values()}
+    if len(needs_auth) != 1 or len(user_limits) != 1 or len(reads) != 1:
         raise ValueError("every method of one path authenticates, and is limited, the same way")
-    (user_limit,) = user_limits
-    if user_limit is not None and needs_auth != {True}:
-        raise ValueError("a per-user limit needs an authenticated user")
+    (user_limit,), (read_with_auth,) = user_limits, reads
+    if (user_limit is not None or read_with_auth is not None) and needs_auth != {True}:
+        raise ValueError("a per-user limit, or a read with authentication, needs an authenticated user")
 
     def decorate(view):
-        inner = bearer_required(view, user_limit=user_limit) if needs_auth == {True} else view
+        inner = (
+            bearer_required(view, user_limit=user_limit, read_with_auth=read_with_auth)
+            if needs_auth == {True}
+            else view
+        )
         if iscoroutinefunction(view):
             if needs_auth == {True}:
                 raise ValueError("bearer_required wraps sync views only")

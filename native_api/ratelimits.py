@@ -8,10 +8,10 @@ authentication (native_api/auth.py) calls ``known_lockout``, ``auth_failed`` and
 its admission hop: one implementation of every limit.
 
 The failed-auth lockout is read after the credential is verified, in the same round trip as the
-limits an authenticated request counts (``authenticated``). An address's failures are counted
-as they happen, and a process that has seen a lockout refuses that address at once until the
-window ends, with no I/O at all (``_Lockouts``): API.md's behaviour (the 21st request refused,
-whatever it carries) at one round trip per request.
+limits an authenticated request counts and the read its view asked for (``authenticated``). An
+address's failures are counted as they happen, and a process that has seen a lockout refuses
+that address at once until the window ends, with no I/O at all (``_Lockouts``): API.md's
+behaviour (the 21st request refused, whatever it carries) at one round trip per request.
 
 When the cache cannot be reached, login limits fail closed (CacheUnavailable → 503): an outage
 must not open SSH-key login and nonce minting to unlimited floods. The other limits fail open,
@@ -32,6 +32,7 @@ from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 
 from foundation import metrics
 from foundation.env import parse_rate
+from foundation.redis_scripts import PendingRead
 from native_api import counters
 from native_api.errors import ApiError
 
@@ -174,12 +175,14 @@ class _Lockouts:
 _lockouts = _Lockouts()
 
 
-def _counts(name: str, added: list[_Counter], read: list[_Counter]) -> list[int] | None:
-    """One atomic step (native_api.counters); None when the cache failed and the limit fails
-    open; raises CacheUnavailable for a limit that fails closed."""
+def _counts(
+    name: str, added: list[_Counter], read: list[_Counter], along: PendingRead | None = None
+) -> list[int] | None:
+    """One atomic step (native_api.counters), carrying ``along`` when it can; None when the
+    cache failed and the limit fails open; raises CacheUnavailable for a limit that fails closed."""
     if not _cache_is_down():
         try:
-            return counters.count([c.added for c in added], [c.key for c in read])
+            return counters.count([c.added for c in added], [c.key for c in read], along=along)
         except Exception as exc:  # any cache client error: redis raises several kinds
             _cache_failed(name, exc)
     if name in FAIL_CLOSED:
@@ -223,16 +226,20 @@ def auth_failed(bucket: str) -> int | None:
     return hit("auth-failures", bucket)
 
 
-def authenticated(bucket: str, user_limit: tuple[str, str] | None = None) -> tuple[str, int] | None:
+def authenticated(
+    bucket: str, user_limit: tuple[str, str] | None = None, *, along: PendingRead | None = None
+) -> tuple[str, int] | None:
     """An authenticated request from ``bucket``: in one round trip, read the address's
-    failed-auth lockout and count ``user_limit`` ((limit name, bucket), e.g. the user's ws-ticket
-    limit). (limit name, seconds to wait) when refused, else None."""
+    failed-auth lockout, count ``user_limit`` ((limit name, bucket), e.g. the user's ws-ticket
+    limit) and carry ``along`` (a read the view needs, which makes itself when asked for its
+    value if no round trip carried it: limits off, the cache down or not Redis). (limit name,
+    seconds to wait) when refused, else None."""
     lockout = _Counter.of("auth-failures", bucket)
     counted = _Counter.of(*user_limit) if user_limit else None
     added, read = [counted] if counted else [], [lockout] if lockout else []
     if not added and not read:
         return None
-    found = _counts(user_limit[0] if counted else "auth-failures", added, read)
+    found = _counts(user_limit[0] if counted else "auth-failures", added, read, along)
     if found is None:
         return None
     if lockout is not None and (wait := lockout.retry_after(found[-1], counted=False)) is not None:

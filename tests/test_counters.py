@@ -135,7 +135,7 @@ def test_on_redis_a_count_is_one_round_trip_and_survives_a_server_without_the_sc
     assert commands == ["EVALSHA"]
 
     # A new primary after a failover (or a restarted Redis) has not seen the script yet.
-    monkeypatch.setattr(counters, "_SHA", "0" * 40)
+    monkeypatch.setattr(counters._SCRIPT, "sha", "0" * 40)
     assert counters.incr("counter-test", ttl=30) == 3
     assert 0 < client.ttl(cache.make_and_validate_key("counter-test")) <= 30
 

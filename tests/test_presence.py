@@ -63,6 +63,15 @@ def test_without_redis_the_module_uses_the_in_process_registry(settings):
         presence.use_registry(None)
 
 
+def test_the_in_process_count_of_one_credential_needs_no_redis():
+    registry = InProcessRegistry()
+    for connection_id, credential_id in (("c1", "tokA"), ("c2", "tokA"), ("c3", "tokB")):
+        registry.opened(socket_of(connection_id, credential_id))
+    read = registry.count_read("tokA")
+    assert read.call is None and read.url is None  # nothing for a round trip to Redis to carry
+    assert read.value() == 2
+
+
 # --- Redis --------------------------------------------------------------------------------------
 
 redis_only = pytest.mark.redis
@@ -173,6 +182,41 @@ def test_a_dead_process_entries_disappear_after_the_ttl_and_are_deleted(registri
     assert not client.exists(f"{prefix}:proc:doomed:1")
     assert client.smembers(f"{prefix}:cred:tok1") == {b"survivor:2|s1"}
     assert client.smembers(f"{prefix}:procs") == {b"survivor:2"}
+
+
+@redis_only
+def test_one_credentials_count_is_what_for_credentials_finds(registries, prefix):
+    """count_read (GET /api/native/me) is one script that counts as for_credentials resolves:
+    the sockets of live processes only, and no index member whose entry is gone."""
+    doomed = registries("doomed:1", ttl=1.0)
+    survivor = registries("survivor:2", ttl=1.0)
+    doomed.opened(socket_of("d1", "tok1", 1, "doomed:1"))
+    survivor.opened(socket_of("s1", "tok1", 2, "survivor:2"))
+    survivor.opened(socket_of("s2", "tok1", 2, "survivor:2"))
+    survivor.opened(socket_of("s3", "tok2", 2, "survivor:2"))
+    doomed.flush(), survivor.flush()
+    redis.Redis.from_url(REDIS_URL).sadd(f"{prefix}:cred:tok1", "survivor:2|gone")  # a stale member
+
+    def both(credential_id):
+        return survivor.count_read(credential_id).value(), presence_count(survivor, credential_id)
+
+    assert both("tok1") == (3, 3) and both("tok2") == (1, 1) and both("tok3") == (0, 0)
+    doomed.stop(forget=False)  # dies without a word, as with kill -9
+    time.sleep(1.3)
+    assert both("tok1") == (2, 2)  # before any janitor has deleted its entries
+
+
+@redis_only
+def test_a_count_that_cannot_read_redis_answers_with_this_processs_sockets(registries, caplog):
+    other, here = registries("host-a:1"), registries("host-b:2")
+    other.opened(socket_of("a1", "tok1", 1, "host-a:1"))
+    here.opened(socket_of("b1", "tok1", 1, "host-b:2"))
+    other.flush(), here.flush()
+    assert here.count_read("tok1").value() == 2
+    here.client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    with caplog.at_level(logging.WARNING, logger="live.presence_redis"):
+        assert here.count_read("tok1").value() == 1
+    assert "presence: cannot read Redis" in caplog.text
 
 
 CHILD = textwrap.dedent(
