@@ -4,9 +4,10 @@ A client that sends messages in a row (a chat burst, a bridge, the fan-out bench
 ten in flight) used to wait, for each frame, for a thread hop, its transaction and the
 channel-layer publish before the next frame was even read. Here the socket keeps reading: its
 send frames queue here, and one task posts everything queued so far in one thread hop
-(rooms.posting.post_messages: each message its own transaction, in frame order, so the room's
-order is the frames' order), then writes the acks and refusals in that same order. The publish to
-other processes no longer holds the ack (this process's hub takes it, see live.layer_link).
+(rooms.posting.post_messages: in frame order, consecutive messages to one room in one
+transaction, so the room's order is the frames' order and a burst costs one commit), then
+writes the acks and refusals in that same order. The publish to other processes no longer
+holds the ack (this process's hub takes it, see live.layer_link).
 
 Any other frame waits until the sends before it are answered (``drain``), so every reply still
 comes in the order of the frames that caused it, exactly as when frames were handled one at a

@@ -12,6 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from rooms.models import Message
+from rooms.posting import InvalidMessage, post_messages
 from tests.comm import hello
 from tests.conftest import bearer
 
@@ -127,3 +128,78 @@ async def test_a_subscribe_after_a_burst_is_answered_after_the_burst_and_sees_it
     assert [f["type"] for f in backlog] == ["message"] * 20 + ["subscribed"]
     assert [f["message"]["id"] for f in backlog[:20]] == [r["id"] for r in replies]
     await socket.disconnect()
+
+
+# --- one transaction per run of sends to one room (rooms.posting.post_messages) ----------------
+
+
+@pytest.fixture
+def commits(monkeypatch):
+    """How many times the database connection commits."""
+    from django.db import connection
+
+    counted = []
+    real = connection.commit
+    monkeypatch.setattr(connection, "commit", lambda: counted.append(1) or real())
+    return counted
+
+
+def test_a_burst_to_one_room_is_one_commit_and_a_change_of_room_starts_another(
+    alice, general, alice_only, commits
+):
+    items = [("general", f"g {n}", f"g-{n}", None) for n in range(5)]
+    items += [
+        ("alice-only", "a 0", "a-0", None),
+        ("alice-only", "a 1", "a-1", None),
+        ("general", "g 5", "g-5", None),
+    ]
+
+    results = post_messages(alice, items)
+
+    assert len(commits) == 3  # general ×5, alice-only ×2, general ×1: one commit each
+    assert [r.message["body"] for r in results] == [body for _, body, _, _ in items]
+    general_ids = [r.message["id"] for r in results if r.message["room"] == "general"]
+    assert general_ids == sorted(general_ids)
+    assert Message.objects.filter(room__slug="general").count() == 6
+
+
+def test_a_refused_post_inside_a_run_takes_nothing_back_and_takes_no_seq(alice, bob, mallory, general):
+    items = [
+        ("general", "first", "c-1", None),
+        ("general", "to a stranger", "c-2", [mallory.pk]),  # refused: not a member
+        ("general", "x" * 4001, "c-3", None),  # refused: too long
+        ("general", "second", "c-4", [bob.pk]),
+    ]
+
+    first, stranger, too_long, second = post_messages(alice, items)
+
+    assert isinstance(stranger, InvalidMessage) and isinstance(too_long, InvalidMessage)
+    stored = list(Message.objects.filter(room__slug="general").order_by("seq").values_list("body", "seq"))
+    assert [body for body, _ in stored] == ["first", "second"]
+    assert stored[1][1] == stored[0][1] + 1  # no seq was spent on the refused ones
+    assert second.message["id"] > first.message["id"]
+
+
+def test_a_database_failure_fails_its_run_and_everything_after_it(alice, general, alice_only, monkeypatch):
+    from django.db import OperationalError
+
+    from rooms import posting
+
+    real = posting._post_to_one_room
+
+    def failing_on_alice_only(user, items):
+        if items[0][0] == "alice-only":
+            raise OperationalError("the database went away")
+        return real(user, items)
+
+    monkeypatch.setattr(posting, "_post_to_one_room", failing_on_alice_only)
+    items = [
+        ("general", "kept", "k-1", None),
+        ("alice-only", "lost", "l-1", None),
+        ("general", "after", "l-2", None),
+    ]
+
+    kept, lost, after = post_messages(alice, items)
+
+    assert kept.created and isinstance(lost, OperationalError) and isinstance(after, OperationalError)
+    assert list(Message.objects.values_list("body", flat=True)) == ["kept"]
