@@ -148,12 +148,15 @@ def on_application_started(server, protocol) -> None:
 
 def application_checker(server) -> None:
     try:
-        to_reap = _schedule(server).to_reap
+        schedule = _schedule(server)
+        to_reap = schedule.to_reap
         for protocol in list(to_reap):
             details = server.connections.get(protocol)
             if details is not None:
                 _check_application(server, protocol, details)
                 details = server.connections.get(protocol)
+            if details is None:
+                schedule.file(protocol, None)  # forgotten: its bucket must not keep it alive
             # Still wanted only while closed with its application running.
             if details is None or not details.get("disconnected"):
                 to_reap.discard(protocol)

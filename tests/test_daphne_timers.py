@@ -192,6 +192,10 @@ def test_a_finished_application_is_reaped_and_a_closed_connection_forgotten(serv
     run_for(server, clock, 1)
     assert protocol not in server.connections
     assert len(server.connections) == 1_000
+    # Nothing keeps the forgotten connection alive: no bucket holds it, nor the reaping set.
+    schedule = daphne_timers._schedule(server)
+    assert all(protocol not in bucket for bucket in schedule.buckets.values())
+    assert protocol not in schedule.to_reap
 
 
 def test_an_application_outliving_its_connection_is_cancelled_after_the_close_timeout(server, clock, loop):
