@@ -148,8 +148,10 @@ class Poller:
 
     def _run(self) -> None:
         set_os_thread_name("live-poller")
+        behind = False
         while not self._stop.is_set():
-            self._wake.wait(settings.NATIVE_LIVE_POLL_INTERVAL)
+            if not behind:
+                self._wake.wait(settings.NATIVE_LIVE_POLL_INTERVAL)
             self._wake.clear()
             if self._stop.is_set():
                 break
@@ -157,7 +159,13 @@ class Poller:
                 # No close_old_connections() here: with CONN_HEALTH_CHECKS it makes the next
                 # query a "SELECT 1" first, doubling the idle polls. This thread keeps its one
                 # connection and drops it on any failure (below).
+                started = time.monotonic()
+                behind = False
                 self.poll_once()
+                # A poll that took longer than the interval (most often: waiting for a busy
+                # event loop to apply what it read) leaves read_at that far behind, which
+                # live.fail_closed counts: read again at once instead of sleeping on it.
+                behind = time.monotonic() - started > settings.NATIVE_LIVE_POLL_INTERVAL
                 if self._failing:
                     self._failing = False
                     logger.warning("change log readable again")
