@@ -186,6 +186,17 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
             sockets.extend(
                 await gather_limited([open_one(i) for i in range(len(sockets), target)], CONCURRENCY)
             )
+            # A server that failed closed while the step opened (overload: its loop starved) closed
+            # sockets 1013; they come back, resuming, before the parent measures the step, so
+            # that every step is measured with all of its sockets open.
+            while closed := [i for i, ws in enumerate(sockets) if ws.close_code is not None]:
+                for i in closed:
+                    resumed[f"close {sockets[i].close_code} while opening"] += 1
+                reopened = await gather_limited(
+                    [open_one(i, after=last_ids.get(i, 0)) for i in closed], CONCURRENCY
+                )
+                for i, ws in zip(closed, reopened, strict=True):
+                    sockets[i] = ws
             await loop.run_in_executor(None, gate.stage, 2 * index)  # opened: the parent measures
             if specs:
                 deadline = loop.time() + FANOUT_TIMEOUT_S
