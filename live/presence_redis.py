@@ -284,10 +284,7 @@ class RedisRegistry:
             for live in self._resolve(set().union(*members)):
                 found[live.credential_id].append(live)
         except redis.RedisError as exc:
-            self._warn(
-                "read", "presence: cannot read Redis (%s); showing this process only", type(exc).__name__
-            )
-            for live in self._local_copy():
+            for live in self._only_local(exc):
                 if live.credential_id in found:
                     found[live.credential_id].append(live)
         return found
@@ -300,10 +297,7 @@ class RedisRegistry:
             (members,) = self._read_sets([self._key("user", user_id)])
             return sorted(self._resolve(members), key=lambda live: live.opened_at)
         except redis.RedisError as exc:
-            self._warn(
-                "read", "presence: cannot read Redis (%s); showing this process only", type(exc).__name__
-            )
-            return [live for live in self._local_copy() if live.user_id == user_id]
+            return [live for live in self._only_local(exc) if live.user_id == user_id]
 
     def all_sockets(self) -> list[LiveSocket]:
         try:
@@ -314,10 +308,7 @@ class RedisRegistry:
                 pipe.hvals(self._key("proc", process))
             results = pipe.execute()
         except redis.RedisError as exc:
-            self._warn(
-                "read", "presence: cannot read Redis (%s); showing this process only", type(exc).__name__
-            )
-            return self._local_copy()
+            return self._only_local(exc)
         return [
             _decode(raw)
             for alive, values in zip(results[::2], results[1::2], strict=True)
@@ -357,6 +348,13 @@ class RedisRegistry:
         with self._lock:
             return list(self._local.values())
 
+    def _only_local(self, error: Exception) -> list[LiveSocket]:
+        """What a reader answers when Redis cannot be read: this process's own sockets (warned)."""
+        self._warn(
+            "read", "presence: cannot read Redis (%s); showing this process only", type(error).__name__
+        )
+        return self._local_copy()
+
     def _warn(self, what: str, message: str, *args) -> None:
         now = time.monotonic()
         if now - self._warned_at.get(what, -WARN_EVERY) >= WARN_EVERY:
@@ -387,7 +385,4 @@ class _SocketCount(PendingRead):
     def failed(self, error: Exception) -> int:
         if not isinstance(error, redis.RedisError):
             raise error
-        self.registry._warn(
-            "read", "presence: cannot read Redis (%s); showing this process only", type(error).__name__
-        )
-        return sum(live.credential_id == self.credential_id for live in self.registry._local_copy())
+        return sum(live.credential_id == self.credential_id for live in self.registry._only_local(error))
