@@ -31,6 +31,10 @@
 7. daphne walks every connection every second or two for its reaping, pings and timeouts;
    config/daphne_timers.py runs that work only for the connections it is due for.
 
+8. a finished connection stays held in reference cycles (autobahn, twisted's HTTP channel) until
+   a garbage collection finds it; config/daphne_cycles.py cuts them when daphne forgets the
+   connection, which lets live.heap freeze long-lived objects out of the collector's walk.
+
 uvicorn needs none of this: it passes code and reason through and its ``websocket.send`` waits
 while the client is not reading. Its loggers do print websocket query strings; settings.LOGGING
 routes them through the same redaction.
@@ -43,6 +47,7 @@ import time
 from django.conf import settings
 
 from config import daphne_timers
+from live import heap
 from native_api.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -118,6 +123,7 @@ def install() -> None:
 
     WebRequest.__init__ = request_init
     daphne_timers.install()
+    heap.connections_end_without_cycles()
     _install_immediate_writes()
     _install_lazy_debug_format()
     WebSocketProtocol.handle_reply = handle_reply

@@ -28,6 +28,8 @@ import math
 import time
 from concurrent.futures import CancelledError
 
+from config import daphne_cycles
+
 # daphne's own logger, so that its warnings read as they always did.
 logger = logging.getLogger("daphne.server")
 
@@ -122,6 +124,7 @@ def _check_application(server, protocol, details) -> None:
         application_instance = None
     if not application_instance and disconnected:
         del server.connections[protocol]
+        daphne_cycles.release(protocol)
 
 
 def _call_later(delay: float, function) -> None:
@@ -137,6 +140,7 @@ def on_connected(server, protocol) -> None:
 
 def on_disconnected(server, protocol) -> None:
     _schedule(server).to_reap.add(protocol)
+    daphne_cycles.handshake_done(protocol)
 
 
 def on_application_started(server, protocol) -> None:

@@ -347,6 +347,10 @@ NATIVE_LIVE_POLL_INTERVAL = env_float("NATIVE_LIVE_POLL_INTERVAL", 0.5, minimum=
 # On PostgreSQL, also LISTEN for the NOTIFY each change sends at commit (milliseconds, even from a
 # process without Redis); false leaves the poll alone (the tests of the floor do that).
 NATIVE_LIVE_PG_LISTEN = env_bool("NATIVE_LIVE_PG_LISTEN", True)
+# Freeze long-lived objects out of the garbage collector's walk, so that a full collection of a
+# process holding tens of thousands of sockets cannot stop it for longer than the enforcement
+# bound (live/heap.py; on under daphne, whose finished connections leave no cycles).
+NATIVE_GC_FREEZE = env_bool("NATIVE_GC_FREEZE", True)
 # How long purge_tokens keeps change-log rows (and what each process did with them).
 NATIVE_LIVE_CHANGE_RETENTION = env_int("NATIVE_LIVE_CHANGE_RETENTION", 3600, minimum=60)
 NATIVE_TRUSTED_PROXIES = env_networks("NATIVE_TRUSTED_PROXIES")

@@ -96,6 +96,23 @@ FAIL_CLOSED_CLOSES = Counter(
     "native_fail_closed_closes",
     "Websockets closed 1013 because their server process could not read the change log.",
 )
+GC_PAUSE = Histogram(
+    "native_gc_pause_seconds",
+    "Garbage collections that stopped this process: every full one (generation 2), and the younger"
+    " ones that took 1 ms or more (live/heap.py).",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 1.75, 3.0, 10.0),
+)
+GC_FROZEN_OBJECTS = Gauge(
+    "native_gc_frozen_objects",
+    "Objects this server process has frozen out of the garbage collector's walk (live/heap.py):"
+    " it follows the sockets held; growth without them is a leak.",
+    multiprocess_mode="livemax",
+)
+GC_THAWS_REFUSED = Counter(
+    "native_gc_thaws_refused",
+    "Periodic full collections skipped because the frozen heap was too large to walk in 0.5 s.",
+)
 
 TRANSPORTS = frozenset({"http", "websocket"})
 OUTCOMES = frozenset({"accepted", "refused", "unavailable"})
@@ -192,6 +209,18 @@ def failing_closed(active: bool) -> None:
 
 def closed_failing_closed(sockets: int) -> None:
     FAIL_CLOSED_CLOSES.inc(sockets)
+
+
+def gc_pause(generation: int, seconds: float) -> None:
+    GC_PAUSE.labels(str(generation)).observe(seconds)
+
+
+def gc_frozen_objects(count: int) -> None:
+    GC_FROZEN_OBJECTS.set(count)
+
+
+def gc_thaw_refused() -> None:
+    GC_THAWS_REFUSED.inc()
 
 
 # --- posting, authentication, limits, purging ------------------------------------------------

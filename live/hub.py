@@ -23,9 +23,11 @@ import logging
 import time
 from typing import Protocol
 
+from django.conf import settings
+
 from foundation import changelog, shutdown
 from foundation.db_health import database_sync_to_async
-from live import verdicts
+from live import heap, verdicts
 from live.control import ChangeApplier
 from live.delivery import RoomDelivery
 from live.fail_closed import FailClosed
@@ -60,6 +62,7 @@ class Hub:
         self.fail_closed = FailClosed(self.poller, self.registry)
         self._tasks: list[asyncio.Task] = []
         self.stopped = False
+        self.heap: heap.Heap | None = None
 
     @property
     def channel(self) -> str | None:
@@ -75,6 +78,7 @@ class Hub:
                 self.poller.read_at = started
             except Exception:
                 logger.warning("change log unreadable at start; the poller catches up when it can")
+            self.heap = heap.start(settings.NATIVE_GC_FREEZE)
             self.poller.start(self.control.position())
             self._tasks.append(self.loop.create_task(self.fail_closed.watch()))
             await self.link.open()
@@ -100,6 +104,9 @@ class Hub:
         while True:
             await asyncio.sleep(MAINTENANCE_EVERY)
             self.delivery.forget_idle_feeds()
+            if self.heap is not None:
+                self.heap.maintain()
+            heap.export_pauses()
             await self.link.keep_joined(self.delivery.local_room_ids())
 
     def wake_poller(self) -> None:

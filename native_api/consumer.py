@@ -143,10 +143,10 @@ class NativeSocket:
     # --- ASGI ---------------------------------------------------------------------------------
 
     async def run(self, receive) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
         try:
+            message = await receive()
+            if message["type"] != "websocket.connect":
+                return
             await self.connect()
             while True:
                 message = await receive()
@@ -158,6 +158,11 @@ class NativeSocket:
         finally:
             self.closed = True
             self._closing()
+            # Leave no cycle (socket ↔ outbox, socket ↔ send pipeline): this socket's objects,
+            # and the server's connection they hold, are then freed by reference counting even
+            # once live.heap has frozen them out of the garbage collector's walk.
+            self.outbox.on_close = None
+            self.sends = None
 
     async def connect(self) -> None:
         self.hub = await get_hub(frames.EngineEncoder)

@@ -90,6 +90,15 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_heap_freezing_in_the_test_process():
+    """Hubs run inside this process too; freezing its heap (live.heap) would keep every test's
+    cyclic garbage. Server processes the tests start freeze as in production."""
+    from django.conf import settings
+
+    settings.NATIVE_GC_FREEZE = False
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _drop_stray_connections(django_db_setup, django_db_blocker):
     """Before the test database is dropped, end sessions that server processes or worker
     threads left open, so PostgreSQL lets pytest-django drop it."""
