@@ -7,6 +7,7 @@ import platform
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from bench.database import backends_from_env
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
                     except BenchError as exc:
                         report.error(ctx.key("error"), str(exc))
                         print(f"   failed: {exc}", file=sys.stderr, flush=True)
+                    except Exception as exc:  # a bench bug: keep the figures measured before it
+                        traceback.print_exc()
+                        report.error(ctx.key("error"), f"{type(exc).__name__}: {exc}")
                     print(f"   {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
                     save_partial(report)
             finally:

@@ -22,7 +22,8 @@ Limits of this machine that shape the run (and are reported): a process may hold
 RLIMIT_NOFILE descriptors and the hard limit cannot be raised here (20,000 on the machine of
 docs/benchmarks.md), so sockets are spread over as many server processes as that needs (two at
 least) and over client processes of at most CLIENT_SHARE sockets each, every client process
-binding its own loopback source address (127.0.0.x: 28,000 ephemeral ports per address).
+binding its own loopback source address (127.0.0.x: 28,000 ephemeral ports per address), at
+niceness CLIENT_NICE: the load generator shares the cores with the servers it measures.
 """
 
 import asyncio
@@ -59,6 +60,7 @@ RESUME_SPREAD_S = 5.0  # a closed socket resumes after a random 0.5 s to this
 SETTLE_S = 5.0
 IDLE_WINDOW_S = 20.0  # daphne's ping interval: each socket's ping falls in the window once
 FANOUT_TIMEOUT_S = 240.0
+CLIENT_NICE = 10  # the client processes' niceness (hold_job)
 CLOSE_TIMEOUT_S = 30.0
 
 RSS_TARGET = Target("<=", 1.0)  # ours against a bare Channels socket
@@ -102,6 +104,11 @@ def hold_job(gate, urls, specs, steps, source, reports, path):
     i, connected to urls[i % len(urls)] from ``source``; ``steps`` its cumulative counts. After
     each step it meets the parent, then waits for one message on every socket and reports."""
 
+    # The load generator shares the two cores with the servers it measures; on a machine of
+    # its own it would not take their CPU. At a lower priority it reads when the servers leave
+    # it time, so the measurement's clients do not starve a server's event loop past the
+    # enforcement bound (ours and bare alike).
+    os.nice(CLIENT_NICE)
     last_ids: dict[int, int] = {}  # socket i -> the id of the last message of its room it saw
     early: dict[int, list] = {}  # socket i -> messages that came with a resume, before subscribed
 
@@ -260,8 +267,10 @@ async def post_to_rooms(servers, token: str, rooms: list[str], tag: str) -> tupl
     async def post(server, share):
         pending = list(share)
         for attempt in range(OPEN_ATTEMPTS):
-            ws = await open_socket(f"{server.ws_url}/api/ws/native", token)
+            ws = None
             try:
+                # Inside the try: a server failing closed answers the open itself with 1013.
+                ws = await open_socket(f"{server.ws_url}/api/ws/native", token)
                 for room in pending:
                     body = f"{tag} {room} {time.monotonic():.6f}"
                     frame = {"type": "send", "room": room, "body": body, "client_id": f"{tag}-{room}"}
@@ -277,7 +286,8 @@ async def post_to_rooms(servers, token: str, rooms: list[str], tag: str) -> tupl
                 replies[_code(closed)] = replies.get(_code(closed), 0) + 1
                 await asyncio.sleep(1.0 + attempt)
             finally:
-                await ws.close()
+                if ws is not None:
+                    await ws.close()
 
     started = time.monotonic()
     shares = [rooms[i :: len(servers)] for i in range(len(servers))]
