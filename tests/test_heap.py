@@ -4,6 +4,7 @@ leave nothing frozen behind, and the periodic thaw that only runs when it is sho
 import asyncio
 import gc
 import json
+import time
 import urllib.request
 
 import pytest
@@ -126,7 +127,16 @@ def test_a_real_daphne_freezes_its_sockets_and_a_closed_socket_leaves_nothing_fr
     proc = server_factory(name="heap")
     kept, doomed_token = bearer(alice), issue_token(alice)
     revoked = doomed_token.raw
-    settle = 5.0 + 2.0  # one maintenance interval (live.hub.MAINTENANCE_EVERY) and some
+    settle = 5.0 + 3.0  # one maintenance interval (live.hub.MAINTENANCE_EVERY) and some
+
+    async def frozen_once(done) -> float:
+        """The frozen count once ``done(count)`` holds, or after ``settle`` seconds at most."""
+        deadline = time.monotonic() + settle
+        while True:
+            count = frozen_objects(proc)
+            if done(count) or time.monotonic() > deadline:
+                return count
+            await asyncio.sleep(0.5)
 
     async def open_one(token):
         ws = await ws_connect(proc.ws_url, additional_headers={"Authorization": f"Bearer {token}"})
@@ -136,20 +146,18 @@ def test_a_real_daphne_freezes_its_sockets_and_a_closed_socket_leaves_nothing_fr
         return ws
 
     async def run():
-        first = await open_one(kept)  # the hub starts with the first socket
-        await asyncio.sleep(settle)
+        first = await open_one(kept)  # the hub starts with the first socket, and freezes
+        await asyncio.sleep(1.0)
         before = frozen_objects(proc)
         closing = [await open_one(kept) for _ in range(150)]
         doomed = [await open_one(revoked) for _ in range(150)]
-        await asyncio.sleep(settle)
-        held = frozen_objects(proc)
+        held = await frozen_once(lambda count: count - before >= 300 * 50)
         await asyncio.gather(*(ws.close() for ws in closing))
         await sync_to_async(revoke_native_tokens)(NativeToken.objects.filter(pk=doomed_token.token.pk))
         for ws in doomed:
             await ws.wait_closed()
             assert ws.close_code == 4401
-        await asyncio.sleep(settle)
-        after = frozen_objects(proc)
+        after = await frozen_once(lambda count: count - before <= (held - before) * 0.1)
         await first.close()
         return before, held, after
 
