@@ -96,6 +96,12 @@ FAIL_CLOSED_CLOSES = Counter(
     "native_fail_closed_closes",
     "Websockets closed 1013 because their server process could not read the change log.",
 )
+EVENT_LOOP_LAG = Histogram(
+    "native_event_loop_lag_seconds",
+    "How late this server process's fail-closed watch ran (every 0.1 s): a starved or stopped "
+    "event loop. Near 1.75 s the process fails closed as if it could not read the change log.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.75, 3.0, 10.0),
+)
 GC_PAUSE = Histogram(
     "native_gc_pause_seconds",
     "Garbage collections that stopped this process: every full one (generation 2), and the younger"
@@ -209,6 +215,10 @@ def failing_closed(active: bool) -> None:
 
 def closed_failing_closed(sockets: int) -> None:
     FAIL_CLOSED_CLOSES.inc(sockets)
+
+
+def event_loop_lag(seconds: float) -> None:
+    EVENT_LOOP_LAG.observe(seconds)
 
 
 def gc_pause(generation: int, seconds: float) -> None:

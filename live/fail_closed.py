@@ -14,6 +14,10 @@ at T is unknown here only while the last read started before T, so failing at
 ``read_at + FAIL_AFTER`` closes every socket before ``T + FAIL_AFTER + CHECK_EVERY``, inside the
 2-second bound. Time the poller spends waiting for a busy event loop to apply what it read is
 not counted: the log was read, and while the loop is busy nothing reaches the sockets anyway.
+
+The watch also measures how late it runs (``native_event_loop_lag_seconds``): a process starved
+of CPU (or stopped in a long collection) runs its event loop late and its poller with it, and
+fails closed like a partitioned one; the log line says which of the two it was.
 """
 
 import asyncio
@@ -36,11 +40,23 @@ class FailClosed:
         self.registry = registry
         self.active = False
         self._since = 0.0
+        self._worst_lag = (0.0, 0.0)  # (seconds late, when): the worst in the last BOUND seconds
 
     async def watch(self) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(CHECK_EVERY)
-            self.check(time.monotonic())
+            now = time.monotonic()
+            self.loop_ran_late(now, now - last - CHECK_EVERY)
+            last = now
+            self.check(now)
+
+    def loop_ran_late(self, now: float, lag: float) -> None:
+        lag = max(0.0, lag)
+        metrics.event_loop_lag(lag)
+        worst, at = self._worst_lag
+        if lag >= worst or now - at > BOUND:
+            self._worst_lag = (lag, now)
 
     def check(self, now: float) -> None:
         age = now - self.poller.read_at
@@ -49,11 +65,16 @@ class FailClosed:
         if unreadable and not self.active:
             self.active, self._since = True, now
             metrics.failing_closed(True)
+            lag, at = self._worst_lag
             logger.error(
                 "change log not read for %.1f s (the enforcement bound is %g s): failing closed; "
-                "websockets close 1013 and new ones are refused until the log is read again",
+                "websockets close 1013 and new ones are refused until the log is read again "
+                "(this process's event loop ran up to %.2f s late in the last %g s: %s)",
                 age,
                 BOUND,
+                lag if now - at <= BOUND else 0.0,
+                BOUND,
+                "starved of CPU, or stopped" if now - at <= BOUND and lag > 0.5 else "not starved",
             )
         elif self.active and age <= FAIL_AFTER:
             self.active = False

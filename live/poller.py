@@ -40,6 +40,7 @@ K = Change.Kind
 BATCH = 200  # change rows per read
 HEARTBEAT = 5.0  # seconds between ServerProcess updates when nothing changes
 ROOM_HEADS_EVERY = 1.0
+SLOW_POLL = 1.0  # seconds of a poll's own work (not its waits on the event loop) worth a warning
 
 
 @dataclass(eq=False)
@@ -128,6 +129,7 @@ class Poller:
         # True while this thread waits for the event loop to apply what it read: a busy loop,
         # not an unreadable log.
         self.waiting_on_loop = False
+        self._loop_waits = 0.0  # seconds of the current poll spent in _in_loop
 
     def start(self, position: tuple[str, int]) -> None:
         self.epoch, self.cursor = position
@@ -180,7 +182,9 @@ class Poller:
 
     def poll_once(self) -> None:
         started = time.monotonic()
+        self._loop_waits = 0.0
         epoch, head = head_position()
+        read_head = time.monotonic()
         new_log = epoch != self.epoch or head < self.cursor
         if new_log:
             # A new log (a flushed database, a restored backup): apply it from its start, then
@@ -201,12 +205,29 @@ class Poller:
         if new_log:
             self._reconcile()
         self.read_at = started
-        now = time.monotonic()
+        now = read_log = time.monotonic()
         if now - self._last_heads >= ROOM_HEADS_EVERY:
             self._last_heads = now
             self._check_room_heads()
         if now - self._last_beat >= HEARTBEAT:
             self._heartbeat({})
+        self._report_if_slow(started, read_head, read_log)
+
+    def _report_if_slow(self, started: float, read_head: float, read_log: float) -> None:
+        """A poll whose own work took over SLOW_POLL eats the fail-closed margin: say where it
+        went, so an operator can tell a slow database from a starved process (live.fail_closed
+        logs how late the event loop itself was)."""
+        ended = time.monotonic()
+        if ended - started - self._loop_waits > SLOW_POLL:
+            logger.warning(
+                "change log poll took %.2f s: head %.2f s, rows %.2f s, room heads and heartbeat "
+                "%.2f s, of which %.2f s waiting for the event loop",
+                ended - started,
+                read_head - started,
+                read_log - read_head,
+                ended - read_log,
+                self._loop_waits,
+            )
 
     def _apply(self, changes: list[LoggedChange]) -> None:
         from tokens.denylist import denylist
@@ -299,7 +320,8 @@ class Poller:
             self.hub.loop.call_soon_threadsafe(call, context=contextvars.Context())
         except RuntimeError:  # the loop is closed: this process (or test) is over
             raise LoopGone() from None
-        deadline = time.monotonic() + 10
+        called = time.monotonic()
+        deadline = called + 10
         self.waiting_on_loop = True
         try:
             while True:
@@ -313,6 +335,7 @@ class Poller:
                         raise
         finally:
             self.waiting_on_loop = False
+            self._loop_waits += time.monotonic() - called
 
 
 class LoopGone(Exception):

@@ -2,6 +2,8 @@
 partition is tests/test_fail_closed_e2e.py."""
 
 import asyncio
+import logging
+import re
 import time
 
 import pytest
@@ -80,3 +82,31 @@ async def test_a_live_poller_keeps_the_process_open(alice):
         await asyncio.sleep(0.25)
     assert not hub.failing_closed
     await socket.disconnect()
+
+
+def lags_over(seconds: float) -> float:
+    """How many times the watch has run more than ``seconds`` late (native_event_loop_lag_seconds)."""
+    (histogram,) = metrics.EVENT_LOOP_LAG.collect()
+    samples = {(s.name, s.labels.get("le")): s.value for s in histogram.samples}
+    return (
+        samples[("native_event_loop_lag_seconds_count", None)]
+        - samples[("native_event_loop_lag_seconds_bucket", str(seconds))]
+    )
+
+
+async def test_a_starved_event_loop_is_measured_and_named_when_the_process_fails_closed(alice, caplog):
+    socket, _ = await connected(alice)
+    hub = current_hub()
+    before = lags_over(0.5)
+
+    time.sleep(0.8)  # the whole event loop stops, as in a process starved of CPU
+    await asyncio.sleep(3 * 0.1)  # the real watch runs again, late once
+
+    assert lags_over(0.5) == before + 1
+    hub.poller.stop()
+    hub.poller.read_at = time.monotonic() - FAIL_AFTER - 0.1
+    with caplog.at_level(logging.ERROR, logger="live.fail_closed"):
+        hub.fail_closed.check(time.monotonic())
+    late = float(re.search(r"event loop ran up to ([0-9.]+) s late", caplog.text)[1])
+    assert 0.6 <= late < 1.0 and "starved of CPU" in caplog.text
+    assert await closed_with(socket) == (1013, "unavailable")
