@@ -9,13 +9,16 @@ of reach, or all three.
 The poller (live.poller) records when its last complete read of the log started; everything
 committed before that instant is known here. This watch runs on the event loop, independent of
 the poller's thread (which may be stuck in a database call for as long as the connection's
-deadline), and compares that instant with the clock every CHECK_EVERY seconds. A change committed
-at T is unknown here only while the last read started before T, so failing at
-``read_at + FAIL_AFTER`` closes every socket before ``T + FAIL_AFTER + CHECK_EVERY``, inside the
-2-second bound. Time the poller spends waiting for a busy event loop to apply what it read is
-not counted: the log was read, and while the loop is busy nothing reaches the sockets anyway.
+deadline), and wakes when that instant would be FAIL_AFTER old: a change committed at T is
+unknown here only while the last read started before T, so failing at ``read_at + FAIL_AFTER``
+closes every socket before ``T + FAIL_AFTER`` and the loop's lateness, inside the 2-second
+bound. It wakes at that deadline, not every tenth of a second (each wake of an idle process's
+event loop is CPU an idle server pays: ten a second were a third of its main thread's), and at
+least once a second, and every CHECK_EVERY while failing closed or while the poller waits on a
+busy loop. Time the poller spends waiting for a busy event loop to apply what it read is not
+counted: the log was read, and while the loop is busy nothing reaches the sockets anyway.
 
-The watch also measures how late it runs (``native_event_loop_lag_seconds``): a process starved
+The watch also measures how late it wakes (``native_event_loop_lag_seconds``): a process starved
 of CPU (or stopped in a long collection) runs its event loop late and its poller with it, and
 fails closed like a partitioned one; the log line says which of the two it was.
 """
@@ -30,8 +33,9 @@ from live import verdicts
 logger = logging.getLogger(__name__)
 
 BOUND = 2.0  # API.md: seconds from a commit to its effect on live sockets, at worst
-CHECK_EVERY = 0.1
-FAIL_AFTER = BOUND - 0.25  # leaves CHECK_EVERY and the close itself inside the bound
+CHECK_EVERY = 0.1  # while failing closed, or while the poller waits on the loop
+LONGEST_SLEEP = 1.0  # the event loop's lateness is measured at least this often
+FAIL_AFTER = BOUND - 0.25  # leaves the loop's lateness and the close itself inside the bound
 
 
 class FailClosed:
@@ -43,13 +47,19 @@ class FailClosed:
         self._worst_lag = (0.0, 0.0)  # (seconds late, when): the worst in the last BOUND seconds
 
     async def watch(self) -> None:
-        last = time.monotonic()
+        planned = time.monotonic()
         while True:
-            await asyncio.sleep(CHECK_EVERY)
+            await asyncio.sleep(max(0.0, planned - time.monotonic()))
             now = time.monotonic()
-            self.loop_ran_late(now, now - last - CHECK_EVERY)
-            last = now
+            self.loop_ran_late(now, now - planned)
             self.check(now)
+            planned = now + self.next_check_in(now)
+
+    def next_check_in(self, now: float) -> float:
+        """Seconds to the next check: when the last read would be FAIL_AFTER old."""
+        if self.active or self.poller.waiting_on_loop:
+            return CHECK_EVERY
+        return min(LONGEST_SLEEP, max(CHECK_EVERY, self.poller.read_at + FAIL_AFTER - now))
 
     def loop_ran_late(self, now: float, lag: float) -> None:
         lag = max(0.0, lag)

@@ -5,6 +5,7 @@ the poller's interval is the floor. LISTEN needs a server session of its own: be
 in transaction mode it connects with DATABASE_DIRECT_URL (foundation/direct_db.py)."""
 
 import logging
+import select
 import threading
 
 import psycopg
@@ -36,8 +37,12 @@ class Listener:
                         logger.warning("change-log LISTEN connection restored")
                     self._wake.set()  # a NOTIFY may have been missed while we were away
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._wake.set()
+                        # psycopg's notifies() polls the socket every 0.1 s while it waits
+                        # (ten wake-ups a second in every idle process): wait on the socket
+                        # here instead, then read what came. A second at most, for _stop.
+                        if select.select([conn], [], [], 1.0)[0]:
+                            for _ in conn.notifies(timeout=0):
+                                self._wake.set()
             except Exception as exc:
                 if not failing:
                     failing = True
