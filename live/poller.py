@@ -238,12 +238,11 @@ class Poller:
         self._heartbeat(effects)
 
     def _check_room_heads(self) -> None:
-        from rooms.models import Room
+        from rooms.history import room_heads
 
         room_ids = self._in_loop(self.hub.delivery.local_room_ids)
         if room_ids:
-            heads = dict(Room.objects.filter(pk__in=room_ids).order_by().values_list("pk", "last_seq"))
-            self._in_loop(self.hub.delivery.on_room_heads, heads)
+            self._in_loop(self.hub.delivery.on_room_heads, room_heads(room_ids))
 
     def _heartbeat(self, effects: dict) -> None:
         now = timezone.now()

