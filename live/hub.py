@@ -105,7 +105,7 @@ class Hub:
             await asyncio.sleep(MAINTENANCE_EVERY)
             self.delivery.forget_idle_feeds()
             if self.heap is not None:
-                self.heap.maintain()
+                self.heap.maintain(len(self.registry.sockets))
             heap.export_pauses()
             await self.link.keep_joined(self.delivery.local_room_ids())
 

@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
+from foundation import metrics
 from live import heap
 from tests.conftest import bearer
 
@@ -60,10 +61,10 @@ def test_maintain_thaws_every_interval_when_the_collection_would_be_short(thawed
     keeper.freeze()
     del cycle
     now[0] = heap.THAW_EVERY - 1
-    keeper.maintain()
+    keeper.maintain(0)
     assert sum(isinstance(obj, Cycle) for obj in gc.get_objects() + _frozen_cycles()) == 1
     now[0] = heap.THAW_EVERY + 1
-    keeper.maintain()
+    keeper.maintain(0)
     assert not _frozen_cycles() and not any(isinstance(obj, Cycle) for obj in gc.get_objects())
     assert keeper.thaws_refused == 0
 
@@ -76,10 +77,25 @@ def test_maintain_refuses_a_thaw_that_would_stop_the_process_too_long(thawed, ca
     del cycle
     keeper.per_object = 2 * heap.THAW_BUDGET / gc.get_freeze_count()  # as if the heap were huge
     now[0] = heap.THAW_EVERY + 1
-    keeper.maintain()
+    keeper.maintain(0)
     assert keeper.thaws_refused == 1
     assert len(_frozen_cycles()) == 1  # still frozen: no full collection ran
     assert "not thawing" in caplog.text
+
+
+def test_the_frozen_count_is_read_again_when_the_sockets_held_moved_by_a_tenth(thawed):
+    keeper = heap.Heap()
+    keeper.freeze(sockets=100)
+    counted = metrics.GC_FROZEN_OBJECTS._value.get()
+    kept = [Cycle() for _ in range(1000)]
+
+    keeper.freeze(sockets=109)  # under a tenth more: the walk of the frozen list is spared
+    assert metrics.GC_FROZEN_OBJECTS._value.get() == counted
+    keeper.freeze(sockets=110)
+    assert metrics.GC_FROZEN_OBJECTS._value.get() >= counted + 1000
+    keeper.freeze(sockets=99)  # a tenth fewer
+    assert keeper.counted_at == 99
+    del kept
 
 
 def _frozen_cycles() -> list:
