@@ -6,8 +6,10 @@ server, the bottleneck), and so are keep-alive pings (idle sockets must stay idl
 
 import asyncio
 import json
+import time
 
 from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 OPTIONS = {
@@ -37,6 +39,24 @@ async def recv_type(ws, frame_type: str, timeout: float = 20.0) -> dict:
         frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - loop.time())))
         if frame.get("type") == frame_type:
             return frame
+
+
+def stamp_close_frames() -> None:
+    """From now on, each client connection of this process records when the server's close
+    frame reached it (``ws.close_frame_at``, ``time.time()``, None before). ``recv()`` raises,
+    and ``close_code`` returns, only once the TCP connection is closed too: after this client's
+    reply and the server's drop, a round trip through two busy processes later."""
+    if getattr(Connection, "stamps_close_frames", False):
+        return
+    receive = Connection.data_received
+
+    def data_received(self, data: bytes) -> None:
+        receive(self, data)
+        if self.protocol.close_rcvd is not None and getattr(self, "close_frame_at", None) is None:
+            self.close_frame_at = time.time()
+
+    Connection.data_received = data_received
+    Connection.stamps_close_frames = True
 
 
 async def close_code(ws, timeout: float) -> int | None:
