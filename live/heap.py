@@ -31,6 +31,7 @@ config.daphne_compat), and ``NATIVE_GC_FREEZE=false`` turns it off.
 
 import gc
 import logging
+import random
 import time
 
 from foundation import metrics
@@ -54,7 +55,9 @@ class Heap:
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.per_object = FIRST_SECONDS_PER_OBJECT
-        self.last_thaw = clock()
+        # Processes started together (a deploy, a bench) would all walk their heaps at the same
+        # moment every THAW_EVERY: each takes its first turn at a random point of the interval.
+        self.last_thaw = clock() - random.uniform(0, THAW_EVERY)
         self.thaws_refused = 0
         self.counted_at: int | None = None  # the sockets held when the frozen count was read
 
@@ -72,8 +75,11 @@ class Heap:
         ):
             # get_freeze_count() walks the frozen list, an object at a time: 165 ms at 10,000
             # sockets (1.2 M objects), which every five seconds was half an idle server's CPU.
-            self.counted_at = sockets
-            metrics.gc_frozen_objects(gc.get_freeze_count())
+            self.counted(sockets, gc.get_freeze_count())
+
+    def counted(self, sockets: int | None, frozen: int) -> None:
+        self.counted_at = sockets
+        metrics.gc_frozen_objects(frozen)
 
     def full_collection(self, tracked: int) -> tuple[int, float]:
         """A full collection over the ``tracked`` objects not frozen: (collected, seconds); its
@@ -97,25 +103,28 @@ class Heap:
         """The hub's periodic call, with the sockets this process holds: thaw if due and short
         enough, then freeze."""
         now = self.clock()
-        thaw_turn = now - self.last_thaw >= THAW_EVERY
-        if thaw_turn:
-            self.last_thaw = now
-            frozen = gc.get_freeze_count()
-            projected = frozen * self.per_object
-            if projected <= THAW_BUDGET:
-                self.thaw(frozen)
-            else:
-                self.thaws_refused += 1
-                metrics.gc_thaw_refused()
-                if self.thaws_refused == 1:
-                    logger.warning(
-                        "not thawing %d frozen objects: a full collection would take about %.1f s,"
-                        " longer than the %.1f s budget (native_gc_frozen_objects shows the heap)",
-                        frozen,
-                        projected,
-                        THAW_BUDGET,
-                    )
-        self.freeze(sockets, recount=thaw_turn)  # counted at every thaw's turn, whatever happened
+        if now - self.last_thaw < THAW_EVERY:
+            self.freeze(sockets)
+            return
+        self.last_thaw = now
+        frozen = gc.get_freeze_count()  # the turn's one walk of the frozen list
+        projected = frozen * self.per_object
+        if projected <= THAW_BUDGET:
+            self.thaw(frozen)
+            self.freeze(sockets, recount=True)
+            return
+        self.thaws_refused += 1
+        metrics.gc_thaw_refused()
+        if self.thaws_refused == 1:
+            logger.warning(
+                "not thawing %d frozen objects: a full collection would take about %.1f s,"
+                " longer than the %.1f s budget (native_gc_frozen_objects shows the heap)",
+                frozen,
+                projected,
+                THAW_BUDGET,
+            )
+        self.counted(sockets, frozen)  # what this freeze adds is counted at the next walk
+        self.freeze(sockets)
 
 
 def start(enabled: bool) -> Heap | None:
