@@ -11,6 +11,7 @@ log and of the rooms' heads deliver everything.
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 from collections.abc import Callable
 
@@ -34,7 +35,9 @@ class LayerLink:
         self._joins: dict[int, asyncio.Task] = {}
         self._discards: dict[int, asyncio.Task] = {}
         self._down = self._down_logged = False
-        self._last_refresh = loop.time()
+        # Processes started together would all re-join their groups (a round trip each) at the
+        # same moment every GROUP_REFRESH: each takes its first turn at a random point of it.
+        self._last_refresh = loop.time() - random.uniform(0, GROUP_REFRESH)
         self._receiver: asyncio.Task | None = None
         # An in-memory layer reaches no other process: nothing to publish to.
         self._publishes = self.layer is not None and not isinstance(self.layer, InMemoryChannelLayer)

@@ -197,3 +197,19 @@ def test_the_production_configuration_passes_check_deploy():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_processes_started_together_refresh_their_groups_apart():
+    """Each process re-joins its groups (a round trip per room) every GROUP_REFRESH; started
+    together (a deploy), they must not all do it in the same second."""
+    import asyncio
+
+    from live.layer_link import LayerLink
+
+    loop = asyncio.new_event_loop()
+    try:
+        turns = {LayerLink(loop, print, print)._last_refresh for _ in range(20)}
+        now = loop.time()
+    finally:
+        loop.close()
+    assert len(turns) == 20 and all(now - GROUP_REFRESH <= turn <= now for turn in turns)
