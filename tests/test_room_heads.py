@@ -29,7 +29,7 @@ async def test_a_message_whose_event_was_lost_arrives_from_the_room_heads_once(a
 
     lost = await database_sync_to_async(post_without_an_event)(general, alice, "its event was lost")
 
-    (frame,) = await frames_until(socket, "message", timeout=5)  # two checks a second apart
+    (frame,) = await frames_until(socket, "message", timeout=10)  # two checks a second apart
     assert frame["message"]["id"] == lost.id and frame["message"]["body"] == "its event was lost"
     assert await socket.receive_nothing(timeout=2.5)  # and not again at the next checks
     await socket.disconnect()
