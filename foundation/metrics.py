@@ -98,8 +98,9 @@ FAIL_CLOSED_CLOSES = Counter(
 )
 EVENT_LOOP_LAG = Histogram(
     "native_event_loop_lag_seconds",
-    "How late this server process's fail-closed watch ran (every 0.1 s): a starved or stopped "
-    "event loop. Near 1.75 s the process fails closed as if it could not read the change log.",
+    "How late this server process's fail-closed watch woke (it wakes at the last change-log "
+    "read's deadline, at least once a second): a starved or stopped event loop. Near 1.75 s the "
+    "process fails closed as if it could not read the change log.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.75, 3.0, 10.0),
 )
 GC_PAUSE = Histogram(
