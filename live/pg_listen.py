@@ -36,11 +36,15 @@ class Listener:
                         failing = False
                         logger.warning("change-log LISTEN connection restored")
                     self._wake.set()  # a NOTIFY may have been missed while we were away
+                    # psycopg's notifies() polls the socket every 0.1 s while it waits (ten
+                    # wake-ups a second in every idle process): wait on the socket here instead,
+                    # then read what came; a second at most, for _stop. poll(), not select():
+                    # a process holding thousands of websockets reconnects on a descriptor
+                    # above select()'s 1,024.
+                    waiting = select.poll()
+                    waiting.register(conn.fileno(), select.POLLIN)
                     while not self._stop.is_set():
-                        # psycopg's notifies() polls the socket every 0.1 s while it waits
-                        # (ten wake-ups a second in every idle process): wait on the socket
-                        # here instead, then read what came. A second at most, for _stop.
-                        if select.select([conn], [], [], 1.0)[0]:
+                        if waiting.poll(1000):
                             for _ in conn.notifies(timeout=0):
                                 self._wake.set()
             except Exception as exc:

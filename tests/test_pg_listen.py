@@ -1,6 +1,8 @@
 """The change log's LISTEN (live/pg_listen.py): a NOTIFY wakes the poller within milliseconds,
 and a LISTEN connection the database ended comes back by itself."""
 
+import os
+import resource
 import threading
 import time
 
@@ -49,3 +51,24 @@ def test_a_notify_wakes_the_poller_at_once_and_a_lost_listen_connection_comes_ba
     finally:
         stop.set()
     wait_until(lambda: not sessions(NAME), timeout=5, what="the listener's exit")
+
+
+def test_a_listen_connection_on_a_descriptor_above_1024_still_wakes_the_poller(db, settings):
+    """A server holding thousands of websockets opens its LISTEN connection (again, after a lost
+    one) on a high descriptor, past what select() can watch."""
+    settings.DATABASE_DIRECT_URL = direct_url(NAME)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    taken = [os.dup(0) for _ in range(1100)]  # what the websockets hold
+    wake, stop = threading.Event(), threading.Event()
+    try:
+        Listener(wake, stop).start()
+        wait_until(lambda: listening(), timeout=5, what="the LISTEN session")
+        assert wake.wait(2.0)
+        assert notify_and_time(wake) < 0.3
+    finally:
+        stop.set()
+        for fd in taken:
+            os.close(fd)
+        wait_until(lambda: not sessions(NAME), timeout=5, what="the listener's exit")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
