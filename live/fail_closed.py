@@ -68,6 +68,11 @@ class FailClosed:
         if lag >= worst or now - at > BOUND:
             self._worst_lag = (lag, now)
 
+    def recent_lag(self, now: float) -> float:
+        """The event loop's worst lateness in the last BOUND seconds."""
+        lag, at = self._worst_lag
+        return lag if now - at <= BOUND else 0.0
+
     def check(self, now: float) -> None:
         age = now - self.poller.read_at
         metrics.change_log_read_age(age)
@@ -75,16 +80,16 @@ class FailClosed:
         if unreadable and not self.active:
             self.active, self._since = True, now
             metrics.failing_closed(True)
-            lag, at = self._worst_lag
+            lag = self.recent_lag(now)
             logger.error(
                 "change log not read for %.1f s (the enforcement bound is %g s): failing closed; "
                 "websockets close 1013 and new ones are refused until the log is read again "
                 "(this process's event loop ran up to %.2f s late in the last %g s: %s)",
                 age,
                 BOUND,
-                lag if now - at <= BOUND else 0.0,
+                lag,
                 BOUND,
-                "starved of CPU, or stopped" if now - at <= BOUND and lag > 0.5 else "not starved",
+                "starved of CPU, or stopped" if lag > 0.5 else "not starved",
             )
         elif self.active and age <= FAIL_AFTER:
             self.active = False
